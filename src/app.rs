@@ -1,0 +1,185 @@
+//! Wiring of the stages: source → decode → batch → store (→ detect and alert sinks, as
+//! they land). `ingest` runs the pipeline over files; `query` runs read-only SQL.
+//!
+//! Decoding is CPU work and runs on a blocking thread; it hands closed batches to the
+//! async store writer over a bounded channel, so a slow store slows decoding down instead
+//! of growing memory.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::batch::{BatchLimits, Batcher, Closed, Counts};
+use crate::decode::framing::Framer;
+use crate::decode::{DecodeOptions, Decoder, Format};
+use crate::error::{Error, Result};
+use crate::normalize::Provenance;
+use crate::query::{OutputFormat, QueryEngine, write_batches};
+use crate::source::file;
+use crate::store::{AppendStats, Store};
+
+/// Settings of one `ingest` run.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub inputs: Vec<String>,
+    pub format: Format,
+    pub data_dir: PathBuf,
+    pub decode: DecodeOptions,
+    pub limits: BatchLimits,
+    /// Show a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// The line `ingest` prints at the end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IngestSummary {
+    /// Rows decoded from the input (including rows that were already stored).
+    pub events: u64,
+    /// Records rejected and written to the quarantine table.
+    pub quarantined: u64,
+    /// Decoded rows dropped because the store already had them.
+    pub duplicates: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+}
+
+/// Runs decode → batch → store over files (or stdin).
+pub async fn ingest(cfg: IngestConfig) -> Result<IngestSummary> {
+    let mut store = Store::open_local(&cfg.data_dir)?;
+    let (tx, mut rx) = mpsc::channel::<Closed>(2);
+    let decode_cfg = cfg.clone();
+    let decoder = tokio::task::spawn_blocking(move || decode_inputs(&decode_cfg, tx));
+    let mut stored = AppendStats::default();
+    let mut write_err = None;
+    while let Some(closed) = rx.recv().await {
+        if write_err.is_some() {
+            continue; // drain so the decoder finishes; the error is reported below
+        }
+        if let Err(e) = write_closed(&mut store, &closed, &mut stored).await {
+            write_err = Some(e);
+        }
+    }
+    let counts = decoder
+        .await
+        .map_err(|e| Error::Config(format!("decoder thread failed: {e}")))??;
+    if let Some(e) = write_err {
+        return Err(e);
+    }
+    tracing::info!(
+        events = counts.events,
+        quarantined = counts.quarantined,
+        skipped = counts.skipped,
+        written = stored.written,
+        files = stored.files,
+        "ingest finished"
+    );
+    Ok(IngestSummary {
+        events: counts.events,
+        quarantined: counts.quarantined,
+        duplicates: stored.duplicates as u64,
+        alerts: 0,
+    })
+}
+
+async fn write_closed(store: &mut Store, closed: &Closed, stored: &mut AppendStats) -> Result<()> {
+    if let Some(b) = &closed.events {
+        *stored += store.append_events(b).await?;
+    }
+    if let Some(b) = &closed.quarantine {
+        store.append_quarantine(b).await?;
+    }
+    Ok(())
+}
+
+fn decode_inputs(cfg: &IngestConfig, tx: mpsc::Sender<Closed>) -> Result<Counts> {
+    let mut batcher = Batcher::new(cfg.limits);
+    let total: Option<u64> = cfg
+        .inputs
+        .iter()
+        .map(|p| {
+            if p == "-" {
+                None
+            } else {
+                std::fs::metadata(p).ok().map(|m| m.len())
+            }
+        })
+        .sum();
+    let bar = progress_bar(cfg.progress, total);
+    let mut done: u64 = 0;
+    let send = |b: &mut Batcher| -> Result<()> {
+        let closed = b.take()?;
+        tx.blocking_send(closed)
+            .map_err(|_| Error::Config("store writer stopped".into()))
+    };
+    for path in &cfg.inputs {
+        let input = file::open(path)?;
+        let mut decoder = Decoder::new(cfg.format, cfg.decode.clone());
+        let mut framer = Framer::new(input.reader, cfg.limits.quarantine_max_bytes);
+        let name = input.name.clone();
+        loop {
+            let frame = match framer.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Error::Input {
+                        path: name,
+                        source: e,
+                    });
+                }
+            };
+            let prov = Provenance {
+                input: Some(&name),
+                input_offset: Some(frame.offset as i64),
+                ..Default::default()
+            };
+            decoder.decode_frame(&frame, &prov, &mut batcher);
+            if batcher.is_full() {
+                send(&mut batcher)?;
+            }
+            if let Some(bar) = &bar {
+                bar.set_position(done + framer.position());
+            }
+        }
+        decoder.flush(&mut batcher);
+        done += framer.position();
+    }
+    if batcher.rows() > 0 {
+        send(&mut batcher)?;
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(batcher.counts)
+}
+
+fn progress_bar(enabled: bool, total: Option<u64>) -> Option<indicatif::ProgressBar> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match total {
+        Some(t) => indicatif::ProgressBar::new(t),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}
+
+/// Runs one read-only SQL statement over the store and writes the result.
+pub async fn query(
+    data_dir: &std::path::Path,
+    sql: &str,
+    fmt: OutputFormat,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    Store::open_local(data_dir)?;
+    let engine = QueryEngine::open(data_dir)?;
+    let batches = engine.sql(sql).await?;
+    write_batches(&batches, fmt, out)
+}

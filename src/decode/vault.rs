@@ -1,0 +1,518 @@
+//! Vault and OpenBao audit-device decoder (`request`, `response`, `kmip-request`,
+//! `kmip-response` entries). HMAC'd values are kept as they are; anything that is not
+//! HMAC'd where Vault would normally HMAC it is redacted.
+//!
+//! A request and its response share `request.id`; [`Pairer`] holds requests until their
+//! response arrives (the response carries the outcome and is the row) or until a bounded
+//! wait in event time passes, after which the request becomes a row of its own with
+//! outcome `unknown` (or `denied` when Vault already logged an error on the request).
+//!
+//! Identity: a token from the Kubernetes auth method carries
+//! `service_account_name`/`service_account_namespace` metadata; such actors are written
+//! as `system:serviceaccount:<ns>:<name>`, the same string the Kubernetes decoder uses,
+//! so the two sources name one workload the same way.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{DecodeOptions, EventSink, Rejected};
+use crate::normalize::redact;
+use crate::normalize::{AccessEvent, Outcome, Source, parse_time_us, strip_port};
+
+type S<'a> = Cow<'a, str>;
+
+#[derive(Deserialize, Default)]
+struct Auth<'a> {
+    #[serde(borrow, default)]
+    client_token: Option<S<'a>>,
+    #[serde(borrow, default)]
+    display_name: Option<S<'a>>,
+    #[serde(borrow, default)]
+    entity_id: Option<S<'a>>,
+    #[serde(borrow, default)]
+    policies: Option<Vec<S<'a>>>,
+    #[serde(borrow, default)]
+    metadata: Option<HashMap<S<'a>, Option<S<'a>>>>,
+    #[serde(borrow, default)]
+    mount_type: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Namespace<'a> {
+    #[serde(borrow, default)]
+    path: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow, default)]
+    id: Option<S<'a>>,
+    #[serde(borrow, default)]
+    operation: Option<S<'a>>,
+    #[serde(borrow, default)]
+    mount_type: Option<S<'a>>,
+    #[serde(borrow, default)]
+    client_token: Option<S<'a>>,
+    #[serde(borrow, default)]
+    path: Option<S<'a>>,
+    #[serde(borrow, default)]
+    namespace: Option<Namespace<'a>>,
+    #[serde(borrow, default)]
+    remote_address: Option<S<'a>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    headers: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WrapInfo<'a> {
+    #[serde(borrow, default)]
+    token: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    auth: Option<Auth<'a>>,
+    #[serde(borrow, default)]
+    wrap_info: Option<WrapInfo<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow, default)]
+    time: Option<S<'a>>,
+    #[serde(borrow, rename = "type")]
+    kind: S<'a>,
+    #[serde(borrow, default)]
+    auth: Option<Auth<'a>>,
+    #[serde(borrow, default)]
+    request: Option<Request<'a>>,
+    #[serde(borrow, default)]
+    response: Option<Response<'a>>,
+    #[serde(borrow, default)]
+    error: Option<S<'a>>,
+}
+
+fn is_request(kind: &str) -> bool {
+    kind == "request" || kind == "kmip-request"
+}
+
+fn check_kind(kind: &str) -> Result<(), Rejected> {
+    match kind {
+        "request" | "response" | "kmip-request" | "kmip-response" => Ok(()),
+        other => Err(Rejected::new(
+            "vault",
+            format!("unknown audit entry type {other:?}"),
+        )),
+    }
+}
+
+/// What the pairer needs to know about an entry without building a row.
+pub(crate) struct Head {
+    pub kind: String,
+    pub id: Option<String>,
+    pub time_us: Option<i64>,
+}
+
+pub(crate) fn head(text: &str) -> Result<Head, Rejected> {
+    let e: Entry = serde_json::from_str(text).map_err(|e| Rejected::json("vault", &e))?;
+    check_kind(&e.kind)?;
+    Ok(Head {
+        kind: e.kind.into_owned(),
+        id: e
+            .request
+            .and_then(|r| r.id)
+            .filter(|s| !s.is_empty())
+            .map(Cow::into_owned),
+        time_us: e.time.as_deref().and_then(parse_time_us),
+    })
+}
+
+fn headers_sensitive(h: &RawValue) -> bool {
+    let l = h.get().to_ascii_lowercase();
+    l.contains("\"authorization\"") || l.contains("\"x-vault-token\"") || l.contains("\"cookie\"")
+}
+
+fn needs_redaction(e: &Entry<'_>) -> bool {
+    let tok_bad = |t: &Option<S<'_>>| t.as_deref().is_some_and(|t| !redact::vault_token_ok(t));
+    let data_bad =
+        |d: &Option<&RawValue>| d.is_some_and(|d| !redact::vault_strings_hmaced(d.get()));
+    if e.auth.as_ref().is_some_and(|a| tok_bad(&a.client_token)) {
+        return true;
+    }
+    if let Some(r) = &e.request {
+        if tok_bad(&r.client_token) || data_bad(&r.data) || r.headers.is_some_and(headers_sensitive)
+        {
+            return true;
+        }
+    }
+    if let Some(r) = &e.response {
+        if data_bad(&r.data)
+            || r.auth.as_ref().is_some_and(|a| tok_bad(&a.client_token))
+            || r.wrap_info.as_ref().is_some_and(|w| tok_bad(&w.token))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Decodes one entry into one row, without pairing.
+pub fn decode_entry(
+    text: &str,
+    source: Source,
+    opts: &DecodeOptions,
+    sink: &mut dyn EventSink,
+) -> Result<(), Rejected> {
+    let ev: Entry = serde_json::from_str(text).map_err(|e| Rejected::json("vault", &e))?;
+    check_kind(&ev.kind)?;
+    let time_us = ev
+        .time
+        .as_deref()
+        .and_then(parse_time_us)
+        .ok_or_else(|| Rejected::new("vault", "entry has no parseable `time`"))?;
+    let raw: Cow<str> = if needs_redaction(&ev) {
+        let mut v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Rejected::json("vault", &e))?;
+        redact::redact_vault_entry(&mut v);
+        Cow::Owned(v.to_string())
+    } else {
+        Cow::Borrowed(text)
+    };
+    let req = ev.request.as_ref();
+    let event_id: S = match req.and_then(|r| r.id.clone()).filter(|s| !s.is_empty()) {
+        Some(id) => id,
+        // no request id (e.g. `help`): a content hash keeps replays idempotent
+        None => Cow::Owned(format!(
+            "h:{:016x}",
+            xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+        )),
+    };
+    let mut e = AccessEvent::new(source, time_us, event_id, raw);
+    e.cluster = opts.cluster.as_deref().map(|c| Cow::Owned(c.to_string()));
+    e.stage = ev.kind.clone();
+    let path = req
+        .and_then(|r| r.path.clone())
+        .unwrap_or(Cow::Borrowed(""));
+    let op = req
+        .and_then(|r| r.operation.clone())
+        .unwrap_or(Cow::Borrowed(""));
+    let mount_type = req
+        .and_then(|r| r.mount_type.clone())
+        .filter(|s| !s.is_empty());
+
+    // ---- identity: the caller's token, or for logins the identity the response issued
+    let top = ev
+        .auth
+        .as_ref()
+        .filter(|a| a.display_name.as_deref().is_some_and(|d| !d.is_empty()));
+    let issued = ev.response.as_ref().and_then(|r| r.auth.as_ref());
+    let login = path.starts_with("auth/") && path.contains("/login");
+    let auth = top.or(issued);
+    set_identity(
+        &mut e,
+        auth,
+        login.then_some(mount_type.as_deref()).flatten(),
+    );
+
+    // ---- resource
+    let ns = req
+        .and_then(|r| r.namespace.as_ref())
+        .and_then(|n| n.path.clone())
+        .filter(|p| !p.is_empty() && p != "root");
+    e.resource_path = Some(match &ns {
+        Some(n) => Cow::Owned(format!("{}/{}", n.trim_end_matches('/'), path)),
+        None => path.clone(),
+    });
+    e.resource_namespace = ns;
+    e.resource_type = mount_type.clone().or_else(|| {
+        let first = path.split('/').next().unwrap_or("");
+        match first {
+            "sys" => Some(Cow::Borrowed("system")),
+            "auth" => Some(Cow::Borrowed("auth")),
+            "identity" => Some(Cow::Borrowed("identity")),
+            "cubbyhole" => Some(Cow::Borrowed("cubbyhole")),
+            _ => None,
+        }
+    });
+    e.resource_name = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(|s| Cow::Owned(s.to_string()));
+    e.secret_access = is_secret_path(&path, mount_type.as_deref());
+    e.action = Cow::Borrowed(if login { "login" } else { vault_action(&op) });
+    e.verb = op;
+    e.src_ip = req
+        .and_then(|r| r.remote_address.as_deref())
+        .filter(|s| !s.is_empty())
+        .map(|a| Cow::Owned(strip_port(a).to_string()));
+    e.user_agent = req.and_then(|r| r.headers).and_then(user_agent);
+
+    // ---- outcome
+    let err = ev.error.as_deref().filter(|s| !s.trim().is_empty());
+    e.outcome = match err {
+        Some(m) if m.contains("permission denied") || m.contains("invalid token") => {
+            Outcome::Denied
+        }
+        Some(_) => Outcome::Failure,
+        None if is_request(&ev.kind) => Outcome::Unknown,
+        None => Outcome::Success,
+    };
+    e.reason = err.map(|m| Cow::Owned(m.trim().to_string()));
+    sink.event(e);
+    Ok(())
+}
+
+fn user_agent(headers: &RawValue) -> Option<S<'static>> {
+    let h: BTreeMap<String, serde_json::Value> = serde_json::from_str(headers.get()).ok()?;
+    let v = h
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))?
+        .1;
+    let s = match v {
+        serde_json::Value::Array(a) => a.first()?.as_str()?.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    (!s.starts_with("hmac-sha256:")).then_some(Cow::Owned(s))
+}
+
+fn set_identity<'a>(e: &mut AccessEvent<'a>, auth: Option<&Auth<'a>>, login_mount: Option<&str>) {
+    let Some(a) = auth else {
+        e.actor = Cow::Borrowed("unauthenticated");
+        e.actor_type = "anonymous";
+        e.auth_method = login_mount.map(|m| Cow::Owned(m.to_string()));
+        return;
+    };
+    let display = a.display_name.clone().unwrap_or(Cow::Borrowed(""));
+    let meta = |k: &str| {
+        a.metadata
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(|v| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    e.actor_id = a.entity_id.clone().filter(|s| !s.is_empty());
+    e.policies = a.policies.clone().unwrap_or_default();
+    let method_from_name = display.split('-').next().unwrap_or("").to_string();
+    let method = a
+        .mount_type
+        .clone()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.into_owned())
+        .or_else(|| login_mount.map(str::to_string));
+    if let (Some(sa), Some(ns)) = (
+        meta("service_account_name"),
+        meta("service_account_namespace"),
+    ) {
+        e.actor = Cow::Owned(format!("system:serviceaccount:{ns}:{sa}"));
+        e.actor_type = "service_account";
+        e.actor_namespace = Some(ns);
+        e.auth_method = Some(Cow::Owned(method.unwrap_or_else(|| "kubernetes".into())));
+        return;
+    }
+    let is_root = display == "root" || e.policies.iter().any(|p| p == "root");
+    if let Some(role) = meta("role_name")
+        .filter(|_| method_from_name == "approle" || method.as_deref() == Some("approle"))
+    {
+        e.actor = Cow::Owned(format!("approle:{role}"));
+        e.actor_type = "approle";
+        e.auth_method = Some(Cow::Borrowed("approle"));
+        return;
+    }
+    e.actor_type = if is_root {
+        "root"
+    } else {
+        match method.as_deref().unwrap_or(method_from_name.as_str()) {
+            "oidc" | "jwt" | "userpass" | "ldap" | "okta" | "github" | "radius" | "saml" => "user",
+            "approle" => "approle",
+            "cert" => "certificate",
+            "aws" | "gcp" | "azure" | "kubernetes" | "alicloud" | "oci" => "workload",
+            _ => "token",
+        }
+    };
+    e.auth_method = Some(Cow::Owned(method.unwrap_or_else(|| {
+        if is_root || display.starts_with("token") || method_from_name.is_empty() {
+            "token".into()
+        } else {
+            method_from_name
+        }
+    })));
+    e.actor = if display.is_empty() {
+        Cow::Borrowed("unknown")
+    } else {
+        display
+    };
+}
+
+/// Whether a path reads or writes secret material (a secrets engine, not `sys/`, `auth/`…).
+pub fn is_secret_path(path: &str, mount_type: Option<&str>) -> bool {
+    if path.starts_with("sys/wrapping/unwrap") || path.starts_with("cubbyhole/") {
+        return true;
+    }
+    if path.starts_with("sys/")
+        || path.starts_with("auth/")
+        || path.starts_with("identity/")
+        || path.is_empty()
+    {
+        return false;
+    }
+    !matches!(
+        mount_type,
+        Some("system" | "token" | "identity" | "ns_system" | "ns_token" | "ns_identity")
+    )
+}
+
+/// Normalized action for a Vault operation.
+pub fn vault_action(op: &str) -> &'static str {
+    match op {
+        "read" => "read",
+        "list" => "list",
+        "create" => "create",
+        "update" | "patch" => "update",
+        "delete" => "delete",
+        "revoke" => "revoke",
+        "renew" => "renew",
+        "rollback" => "rollback",
+        "help" => "help",
+        _ => "other",
+    }
+}
+
+/// A request waiting for its response.
+struct Pending {
+    text: String,
+    time_us: i64,
+    source: Source,
+    prov: crate::decode::OwnedProvenance,
+}
+
+/// Joins requests with their responses (see the module docs).
+pub struct Pairer {
+    pending: HashMap<String, Pending>,
+    wait_us: i64,
+    max_pending: usize,
+    /// Highest event time seen: the watermark that expires waiting requests.
+    max_time_us: i64,
+}
+
+impl Pairer {
+    pub fn new(wait_us: i64, max_pending: usize) -> Self {
+        Pairer {
+            pending: HashMap::new(),
+            wait_us,
+            max_pending,
+            max_time_us: i64::MIN,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Smallest input position still held back (so offsets are not committed past it).
+    pub fn oldest_pending(&self) -> Option<&crate::decode::OwnedProvenance> {
+        self.pending
+            .values()
+            .min_by_key(|p| p.prov.order_key())
+            .map(|p| &p.prov)
+    }
+
+    pub(crate) fn offer(
+        &mut self,
+        text: &str,
+        source: Source,
+        prov: &crate::normalize::Provenance<'_>,
+        opts: &DecodeOptions,
+        out: &mut dyn crate::decode::Output,
+    ) {
+        let h = match head(text) {
+            Ok(h) => h,
+            Err(r) => return out.reject(text.as_bytes(), r, prov),
+        };
+        if let Some(t) = h.time_us {
+            self.max_time_us = self.max_time_us.max(t);
+        }
+        match (&h.id, h.time_us) {
+            (Some(id), Some(t)) if is_request(&h.kind) => {
+                let prev = self.pending.insert(
+                    id.clone(),
+                    Pending {
+                        text: text.to_string(),
+                        time_us: t,
+                        source,
+                        prov: prov.into(),
+                    },
+                );
+                if let Some(p) = prev {
+                    self.emit(p, opts, out); // duplicate request id: keep both rows
+                }
+            }
+            (Some(id), _) => {
+                self.pending.remove(id);
+                let mut s = crate::decode::WithProv { out, prov };
+                if let Err(r) = decode_entry(text, source, opts, &mut s) {
+                    out.reject(text.as_bytes(), r, prov);
+                }
+            }
+            (None, _) => {
+                let mut s = crate::decode::WithProv { out, prov };
+                if let Err(r) = decode_entry(text, source, opts, &mut s) {
+                    out.reject(text.as_bytes(), r, prov);
+                }
+            }
+        }
+        self.expire(opts, out);
+    }
+
+    fn emit(&self, p: Pending, opts: &DecodeOptions, out: &mut dyn crate::decode::Output) {
+        let prov = p.prov.as_ref();
+        let mut s = crate::decode::WithProv { out, prov: &prov };
+        if let Err(r) = decode_entry(&p.text, p.source, opts, &mut s) {
+            out.reject(p.text.as_bytes(), r, &prov);
+        }
+    }
+
+    /// Emits requests whose response did not come within the wait, oldest first; also
+    /// the oldest ones when more than `max_pending` wait.
+    pub(crate) fn expire(&mut self, opts: &DecodeOptions, out: &mut dyn crate::decode::Output) {
+        let cutoff = self.max_time_us.saturating_sub(self.wait_us);
+        let over = self.pending.len().saturating_sub(self.max_pending);
+        if over == 0 && !self.pending.values().any(|p| p.time_us < cutoff) {
+            return;
+        }
+        let mut by_time: Vec<(i64, String)> = self
+            .pending
+            .iter()
+            .map(|(k, p)| (p.time_us, k.clone()))
+            .collect();
+        by_time.sort();
+        for (i, (t, id)) in by_time.into_iter().enumerate() {
+            if i < over || t < cutoff {
+                if let Some(p) = self.pending.remove(&id) {
+                    self.emit(p, opts, out);
+                }
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Emits every waiting request (end of input, shutdown).
+    pub(crate) fn flush(&mut self, opts: &DecodeOptions, out: &mut dyn crate::decode::Output) {
+        let mut all: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
+        all.sort_by_key(|p| p.time_us);
+        for p in all {
+            self.emit(p, opts, out);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The `auditwatch` binary: parse the command line, set up logging, run the command.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use auditwatch::app::{self, IngestConfig};
+use auditwatch::batch::BatchLimits;
+use auditwatch::decode::{DecodeOptions, Format};
+use auditwatch::query::OutputFormat;
+
+#[derive(Parser)]
+#[command(
+    name = "auditwatch",
+    version,
+    about = "Kubernetes and Vault/OpenBao audit events: normalize, store, detect, investigate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct DataDir {
+    /// Store directory (Parquet tables live under it).
+    #[arg(long, env = "AUDITWATCH_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode, normalize, redact and store audit log files (`-` reads stdin).
+    Ingest {
+        /// Input format: auto (sniff each record), k8s, vault or openbao.
+        #[arg(long, default_value = "auto")]
+        format: Format,
+        #[command(flatten)]
+        data: DataDir,
+        /// Cluster or environment name written on every row.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Records larger than this many bytes are quarantined.
+        #[arg(long, default_value_t = 4 << 20)]
+        max_event_bytes: usize,
+        /// Keep every Kubernetes stage, not only complete/panic and long-running starts.
+        #[arg(long)]
+        all_stages: bool,
+        /// Do not show a progress bar on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Run read-only SQL over the tables `events` and `quarantine`.
+    Query {
+        #[command(flatten)]
+        data: DataDir,
+        /// Output: json (one object per line), csv or table.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        sql: String,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("auditwatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Ingest {
+            format,
+            data,
+            cluster,
+            max_event_bytes,
+            all_stages,
+            no_progress,
+            files,
+        } => {
+            let decode = DecodeOptions {
+                max_event_bytes,
+                k8s_keep_all_stages: all_stages,
+                cluster,
+                ..Default::default()
+            };
+            let cfg = IngestConfig {
+                inputs: files,
+                format,
+                data_dir: data.data_dir,
+                decode,
+                limits: BatchLimits::default(),
+                progress: !no_progress,
+            };
+            let summary = rt.block_on(app::ingest(cfg)).context("ingest failed")?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Query { data, format, sql } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            rt.block_on(app::query(&data.data_dir, &sql, format, &mut out))
+                .context("query failed")?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}

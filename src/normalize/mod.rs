@@ -1,0 +1,62 @@
+//! Normalize: the common `access_events` row, its Arrow schema and builders, redaction.
+//!
+//! Decoders produce [`AccessEvent`]s (already redacted); [`EventBuilder`] turns them into
+//! Arrow `RecordBatch`es with the [`schema::access_events`] schema.
+
+pub mod builder;
+pub mod event;
+pub mod redact;
+pub mod schema;
+
+pub use builder::{EventBuilder, Provenance, QuarantineBuilder, QuarantineRecord};
+pub use event::{AccessEvent, Outcome, Source};
+
+/// Parses an RFC 3339 timestamp into microseconds since the epoch (UTC).
+pub fn parse_time_us(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+/// Formats microseconds since the epoch as RFC 3339 with microseconds, UTC.
+pub fn format_time_us(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .unwrap_or_default()
+}
+
+/// Strips a port from `host:port`, `[v6]:port`; leaves bare IPv4/IPv6 addresses alone.
+pub fn strip_port(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match addr.matches(':').count() {
+        1 => addr.split(':').next().unwrap_or(addr),
+        _ => addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("10.0.0.1:8200"), "10.0.0.1");
+        assert_eq!(strip_port("[2001:db8::10]:36778"), "2001:db8::10");
+        assert_eq!(strip_port("2001:db8::10"), "2001:db8::10");
+        assert_eq!(strip_port("::1"), "::1");
+        assert_eq!(strip_port("67.43.156.13"), "67.43.156.13");
+    }
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(parse_time_us("1970-01-01T00:00:01.5Z"), Some(1_500_000));
+        assert_eq!(
+            parse_time_us("2020-05-28T13:40:18-05:00"),
+            Some(1_590_691_218_000_000)
+        );
+        assert_eq!(parse_time_us("nope"), None);
+        assert_eq!(format_time_us(1_500_000), "1970-01-01T00:00:01.500000Z");
+    }
+}

@@ -1,0 +1,116 @@
+//! Query: read-only SQL over the store with DataFusion. Tables: `events`
+//! (`access_events`) and `quarantine`. DDL, DML and other statements (COPY, SET,
+//! CREATE EXTERNAL TABLE) are refused before planning.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+
+use crate::error::{Error, Result};
+use crate::normalize::schema;
+use crate::store::{EVENTS_DIR, QUARANTINE_DIR};
+
+pub struct QueryEngine {
+    ctx: SessionContext,
+}
+
+impl QueryEngine {
+    /// Opens the tables of a local store directory.
+    pub fn open(root: &Path) -> Result<Self> {
+        let cfg = SessionConfig::new()
+            .with_information_schema(true)
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.bloom_filter_on_read", true);
+        let ctx = SessionContext::new_with_config(cfg);
+        for (name, dir, schema) in [
+            ("events", EVENTS_DIR, schema::access_events()),
+            ("quarantine", QUARANTINE_DIR, schema::quarantine()),
+        ] {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path)?;
+            register(&ctx, name, &path, schema)?;
+        }
+        Ok(QueryEngine { ctx })
+    }
+
+    /// Runs one read-only SQL statement.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let opts = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .ctx
+            .sql_with_options(sql, opts)
+            .await
+            .map_err(|e| match e {
+                datafusion::error::DataFusionError::Plan(m)
+                    if m.contains("not supported") || m.contains("not allowed") =>
+                {
+                    Error::QueryRefused(m)
+                }
+                e => Error::Query(e),
+            })?;
+        Ok(df.collect().await?)
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
+
+fn register(ctx: &SessionContext, name: &str, dir: &Path, schema: SchemaRef) -> Result<()> {
+    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+    let opts =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let cfg = ListingTableConfig::new(url)
+        .with_listing_options(opts)
+        .with_schema(schema);
+    ctx.register_table(name, Arc::new(ListingTable::try_new(cfg)?))?;
+    Ok(())
+}
+
+/// Output format of `auditwatch query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object per row.
+    Json,
+    Csv,
+    Table,
+}
+
+/// Writes batches in the chosen format.
+pub fn write_batches(
+    batches: &[RecordBatch],
+    fmt: OutputFormat,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    use datafusion::arrow::{csv, json};
+    match fmt {
+        OutputFormat::Json => {
+            let mut w = json::LineDelimitedWriter::new(out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+        OutputFormat::Csv => {
+            let mut w = csv::Writer::new(out);
+            for b in batches {
+                w.write(b)?;
+            }
+        }
+        OutputFormat::Table => {
+            let t = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
+            writeln!(out, "{t}")?;
+        }
+    }
+    Ok(())
+}

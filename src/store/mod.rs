@@ -1,0 +1,269 @@
+//! Store: append-only Parquet files written through `object_store` (a local directory by
+//! default), partitioned by source and event date/hour:
+//!
+//! ```text
+//! <root>/events/source=<source>/date=<YYYY-MM-DD>/hour=<HH>/part-<ms>-<uuid>.parquet
+//! <root>/quarantine/date=<YYYY-MM-DD>/part-<ms>-<uuid>.parquet
+//! ```
+//!
+//! Effectively-once: every row carries a stable `row_key`. Replays of an event have the
+//! same source and event time, so they land in the same partition; before writing, the
+//! rows whose key is already in that partition (read from the files' `row_key` column,
+//! then cached) are dropped and counted as duplicates. Files are written whole with a
+//! single `put` (atomic on every object store), so readers never see partial files.
+//!
+//! Files are sorted by (actor, time) and carry page-level statistics and bloom filters on
+//! `actor` and `resource_path` so identity and path queries prune most row groups.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+use datafusion::arrow::datatypes::{TimestampMicrosecondType, UInt64Type};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error::{Error, Result};
+
+pub const EVENTS_DIR: &str = "events";
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// What one append did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AppendStats {
+    pub written: usize,
+    pub duplicates: usize,
+    pub files: usize,
+}
+
+impl std::ops::AddAssign for AppendStats {
+    fn add_assign(&mut self, o: Self) {
+        self.written += o.written;
+        self.duplicates += o.duplicates;
+        self.files += o.files;
+    }
+}
+
+/// How many partitions' key sets stay in memory.
+const KEY_CACHE_PARTITIONS: usize = 64;
+
+pub struct Store {
+    store: Arc<dyn ObjectStore>,
+    root: PathBuf,
+    keys: HashMap<String, HashSet<u64>>,
+    lru: VecDeque<String>,
+}
+
+impl Store {
+    /// Opens (creating if needed) a store in a local directory.
+    pub fn open_local(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let root = dir
+            .canonicalize()
+            .map_err(|e| Error::Config(format!("cannot open data dir {}: {e}", dir.display())))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&root)?;
+        Ok(Store {
+            store: Arc::new(store),
+            root,
+            keys: HashMap::new(),
+            lru: VecDeque::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// Appends `access_events` rows, dropping rows already stored. Returns what was written.
+    pub async fn append_events(&mut self, batch: &RecordBatch) -> Result<AppendStats> {
+        if batch.num_rows() == 0 {
+            return Ok(AppendStats::default());
+        }
+        let idx = |n: &str| batch.schema().index_of(n).map_err(Error::from);
+        let source = batch.column(idx("source")?).as_string::<i32>().clone();
+        let time = batch
+            .column(idx("time")?)
+            .as_primitive::<TimestampMicrosecondType>()
+            .clone();
+        let keys = batch
+            .column(idx("row_key")?)
+            .as_primitive::<UInt64Type>()
+            .clone();
+        // group row indices by partition
+        let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
+        for i in 0..batch.num_rows() {
+            let part = partition_path(source.value(i), time.value(i));
+            groups.entry(part).or_default().push(i as u32);
+        }
+        let mut stats = AppendStats::default();
+        let mut parts: Vec<_> = groups.into_iter().collect();
+        parts.sort_by(|a, b| a.0.cmp(&b.0));
+        for (part, rows) in parts {
+            let known = self.partition_keys(&part).await?;
+            let mut keep = Vec::with_capacity(rows.len());
+            for r in rows {
+                if known.insert(keys.value(r as usize)) {
+                    keep.push(r);
+                } else {
+                    stats.duplicates += 1;
+                }
+            }
+            if keep.is_empty() {
+                continue;
+            }
+            let sub = take_record_batch(batch, &UInt32Array::from(keep))?;
+            let sub = sort_by(&sub, &["actor", "time"])?;
+            let path = ObjPath::from(format!("{part}/{}", file_name()));
+            if let Err(e) = self
+                .put_parquet(&path, &sub, &["actor", "resource_path"])
+                .await
+            {
+                // nothing was written: forget the keys we just claimed
+                self.keys.remove(&part);
+                return Err(e);
+            }
+            stats.written += sub.num_rows();
+            stats.files += 1;
+        }
+        Ok(stats)
+    }
+
+    /// Appends quarantine rows (deduplicated on their `row_key` across the whole table).
+    pub async fn append_quarantine(&mut self, batch: &RecordBatch) -> Result<AppendStats> {
+        if batch.num_rows() == 0 {
+            return Ok(AppendStats::default());
+        }
+        let part = QUARANTINE_DIR.to_string();
+        let keys = batch
+            .column(batch.schema().index_of("row_key")?)
+            .as_primitive::<UInt64Type>()
+            .clone();
+        let known = self.partition_keys(&part).await?;
+        let mut keep = Vec::new();
+        let mut stats = AppendStats::default();
+        for i in 0..batch.num_rows() {
+            if known.insert(keys.value(i)) {
+                keep.push(i as u32);
+            } else {
+                stats.duplicates += 1;
+            }
+        }
+        if keep.is_empty() {
+            return Ok(stats);
+        }
+        let sub = take_record_batch(batch, &UInt32Array::from(keep))?;
+        let date = chrono::Utc::now().format("%Y-%m-%d");
+        let path = ObjPath::from(format!("{part}/date={date}/{}", file_name()));
+        if let Err(e) = self.put_parquet(&path, &sub, &[]).await {
+            self.keys.remove(&part);
+            return Err(e);
+        }
+        stats.written = sub.num_rows();
+        stats.files = 1;
+        Ok(stats)
+    }
+
+    async fn put_parquet(&self, path: &ObjPath, batch: &RecordBatch, bloom: &[&str]) -> Result<()> {
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(128 * 1024));
+        for c in bloom {
+            props = props.set_column_bloom_filter_enabled(ColumnPath::from(*c), true);
+        }
+        let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4);
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.build()))?;
+        w.write(batch)?;
+        w.close()?;
+        self.store.put(path, PutPayload::from(buf)).await?;
+        Ok(())
+    }
+
+    /// The set of row keys stored in one partition directory (loaded once, then cached).
+    async fn partition_keys(&mut self, part: &str) -> Result<&mut HashSet<u64>> {
+        if !self.keys.contains_key(part) {
+            let set = self.load_keys(part).await?;
+            self.keys.insert(part.to_string(), set);
+            self.lru.push_back(part.to_string());
+            while self.lru.len() > KEY_CACHE_PARTITIONS {
+                if let Some(old) = self.lru.pop_front() {
+                    self.keys.remove(&old);
+                }
+            }
+        }
+        Ok(self.keys.get_mut(part).expect("inserted above"))
+    }
+
+    async fn load_keys(&self, part: &str) -> Result<HashSet<u64>> {
+        let prefix = ObjPath::from(part);
+        let files: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(".parquet")))
+            .try_collect()
+            .await?;
+        let mut set = HashSet::new();
+        for f in files {
+            let bytes = self.store.get(&f.location).await?.bytes().await?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+            let mask = datafusion::parquet::arrow::ProjectionMask::columns(
+                builder.parquet_schema(),
+                ["row_key"],
+            );
+            for b in builder.with_projection(mask).build()? {
+                let b = b?;
+                let col = b.column(0).as_primitive::<UInt64Type>();
+                set.extend(col.values().iter().copied());
+            }
+        }
+        Ok(set)
+    }
+}
+
+fn file_name() -> String {
+    let ms = chrono::Utc::now().timestamp_millis();
+    format!(
+        "part-{ms}-{}.parquet",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Partition directory of an event: `events/source=…/date=…/hour=…`.
+pub fn partition_path(source: &str, time_us: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(time_us).unwrap_or_default();
+    format!(
+        "{EVENTS_DIR}/source={source}/date={}/hour={}",
+        t.format("%Y-%m-%d"),
+        t.format("%H")
+    )
+}
+
+fn sort_by(batch: &RecordBatch, cols: &[&str]) -> Result<RecordBatch> {
+    let sort: Vec<SortColumn> = cols
+        .iter()
+        .map(|c| {
+            Ok(SortColumn {
+                values: batch.column(batch.schema().index_of(c)?).clone(),
+                options: None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let idx = lexsort_to_indices(&sort, None)?;
+    if idx.values().iter().enumerate().all(|(i, &v)| i as u32 == v) {
+        return Ok(batch.clone());
+    }
+    Ok(take_record_batch(batch, &idx)?)
+}
