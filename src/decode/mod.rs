@@ -213,7 +213,8 @@ fn sniff(text: &str) -> Guess {
     {
         return Guess::Vault;
     }
-    if has(b, b"\"auditID\"") {
+    // Events put auditID near the start; wrappers nest it deeper
+    if has(head, b"\"auditID\"") && !has(head, b"\"properties\"") && !has(head, b"\"logEvents\"") {
         return Guess::Kubernetes;
     }
     if has(b, b"\"protoPayload\"") {
@@ -224,6 +225,9 @@ fn sniff(text: &str) -> Guess {
     }
     if has(b, b"\"properties\"") {
         return Guess::Aks;
+    }
+    if has(b, b"\"auditID\"") {
+        return Guess::Kubernetes;
     }
     if has(b, b"\"request\"") {
         return Guess::Vault;
@@ -434,9 +438,14 @@ impl Decoder {
         out.reject(text.as_bytes(), Rejected::new("auto", reason), prov);
     }
 
-    /// Emits Vault requests that waited longer than the configured wait (call on idle ticks).
-    pub fn expire(&mut self, out: &mut dyn Output) {
-        self.pairer.expire(&self.opts, out);
+    /// Emits Vault requests older than `now_us` minus the configured wait (call on idle
+    /// ticks of a live stream, with the current event-time watermark).
+    pub fn expire(&mut self, now_us: i64, out: &mut dyn Output) {
+        self.pairer.expire_before(
+            now_us.saturating_sub(self.opts.vault_pair_wait_us),
+            &self.opts,
+            out,
+        );
     }
 
     /// Emits everything still held (end of input or shutdown).

@@ -66,6 +66,8 @@ struct Request<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow, default)]
     headers: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    client_certificate_serial_number: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -216,11 +218,20 @@ pub fn decode_entry(
     let issued = ev.response.as_ref().and_then(|r| r.auth.as_ref());
     let login = path.starts_with("auth/") && path.contains("/login");
     let auth = top.or(issued);
-    set_identity(
-        &mut e,
-        auth,
-        login.then_some(mount_type.as_deref()).flatten(),
-    );
+    let kmip = ev.kind.starts_with("kmip-");
+    match req.and_then(|r| r.client_certificate_serial_number.as_deref()) {
+        // KMIP clients authenticate with a TLS client certificate, not a token
+        Some(serial) if kmip && auth.is_none() => {
+            e.actor = Cow::Owned(format!("kmip-client:{serial}"));
+            e.actor_type = "certificate";
+            e.auth_method = Some(Cow::Borrowed("cert"));
+        }
+        _ => set_identity(
+            &mut e,
+            auth,
+            login.then_some(mount_type.as_deref()).flatten(),
+        ),
+    }
 
     // ---- resource
     let ns = req
@@ -248,7 +259,11 @@ pub fn decode_entry(
         .next()
         .filter(|s| !s.is_empty())
         .map(|s| Cow::Owned(s.to_string()));
-    e.secret_access = is_secret_path(&path, mount_type.as_deref());
+    if kmip && e.resource_type.is_none() {
+        e.resource_type = Some(Cow::Borrowed("kmip"));
+    }
+    // KMIP serves key material; `help` only describes a path
+    e.secret_access = kmip || (op != "help" && is_secret_path(&path, mount_type.as_deref()));
     e.action = Cow::Borrowed(if login { "login" } else { vault_action(&op) });
     e.verb = op;
     e.src_ip = req
@@ -392,26 +407,33 @@ pub fn vault_action(op: &str) -> &'static str {
 struct Pending {
     text: String,
     time_us: i64,
+    seq: u64,
     source: Source,
     prov: crate::decode::OwnedProvenance,
 }
 
 /// Joins requests with their responses (see the module docs).
+///
+/// A request expires when an entry arrives whose event time is more than the wait past
+/// the request's (input order, not the maximum time seen, so out-of-order archives still
+/// pair), when more than `max_pending` wait, or on [`Pairer::flush`].
 pub struct Pairer {
     pending: HashMap<String, Pending>,
+    /// (time, arrival seq) → request id, to find the oldest waiting requests quickly.
+    by_time: std::collections::BTreeMap<(i64, u64), String>,
+    seq: u64,
     wait_us: i64,
     max_pending: usize,
-    /// Highest event time seen: the watermark that expires waiting requests.
-    max_time_us: i64,
 }
 
 impl Pairer {
     pub fn new(wait_us: i64, max_pending: usize) -> Self {
         Pairer {
             pending: HashMap::new(),
+            by_time: Default::default(),
+            seq: 0,
             wait_us,
-            max_pending,
-            max_time_us: i64::MIN,
+            max_pending: max_pending.max(1),
         }
     }
 
@@ -427,6 +449,12 @@ impl Pairer {
             .map(|p| &p.prov)
     }
 
+    fn take(&mut self, id: &str) -> Option<Pending> {
+        let p = self.pending.remove(id)?;
+        self.by_time.remove(&(p.time_us, p.seq));
+        Some(p)
+    }
+
     pub(crate) fn offer(
         &mut self,
         text: &str,
@@ -439,39 +467,35 @@ impl Pairer {
             Ok(h) => h,
             Err(r) => return out.reject(text.as_bytes(), r, prov),
         };
-        if let Some(t) = h.time_us {
-            self.max_time_us = self.max_time_us.max(t);
-        }
         match (&h.id, h.time_us) {
             (Some(id), Some(t)) if is_request(&h.kind) => {
-                let prev = self.pending.insert(
-                    id.clone(),
-                    Pending {
-                        text: text.to_string(),
-                        time_us: t,
-                        source,
-                        prov: prov.into(),
-                    },
-                );
-                if let Some(p) = prev {
+                if let Some(p) = self.take(id) {
                     self.emit(p, opts, out); // duplicate request id: keep both rows
                 }
+                self.seq += 1;
+                self.by_time.insert((t, self.seq), id.clone());
+                let p = Pending {
+                    text: text.to_string(),
+                    time_us: t,
+                    seq: self.seq,
+                    source,
+                    prov: prov.into(),
+                };
+                self.pending.insert(id.clone(), p);
             }
-            (Some(id), _) => {
-                self.pending.remove(id);
-                let mut s = crate::decode::WithProv { out, prov };
-                if let Err(r) = decode_entry(text, source, opts, &mut s) {
-                    out.reject(text.as_bytes(), r, prov);
+            (id, _) => {
+                if let Some(id) = id {
+                    self.take(id);
                 }
-            }
-            (None, _) => {
                 let mut s = crate::decode::WithProv { out, prov };
                 if let Err(r) = decode_entry(text, source, opts, &mut s) {
                     out.reject(text.as_bytes(), r, prov);
                 }
             }
         }
-        self.expire(opts, out);
+        if let Some(t) = h.time_us {
+            self.expire_before(t.saturating_sub(self.wait_us), opts, out);
+        }
     }
 
     fn emit(&self, p: Pending, opts: &DecodeOptions, out: &mut dyn crate::decode::Output) {
@@ -482,37 +506,26 @@ impl Pairer {
         }
     }
 
-    /// Emits requests whose response did not come within the wait, oldest first; also
-    /// the oldest ones when more than `max_pending` wait.
-    pub(crate) fn expire(&mut self, opts: &DecodeOptions, out: &mut dyn crate::decode::Output) {
-        let cutoff = self.max_time_us.saturating_sub(self.wait_us);
-        let over = self.pending.len().saturating_sub(self.max_pending);
-        if over == 0 && !self.pending.values().any(|p| p.time_us < cutoff) {
-            return;
-        }
-        let mut by_time: Vec<(i64, String)> = self
-            .pending
-            .iter()
-            .map(|(k, p)| (p.time_us, k.clone()))
-            .collect();
-        by_time.sort();
-        for (i, (t, id)) in by_time.into_iter().enumerate() {
-            if i < over || t < cutoff {
-                if let Some(p) = self.pending.remove(&id) {
-                    self.emit(p, opts, out);
-                }
-            } else {
+    /// Emits requests older than `cutoff`, and the oldest beyond `max_pending`.
+    pub(crate) fn expire_before(
+        &mut self,
+        cutoff: i64,
+        opts: &DecodeOptions,
+        out: &mut dyn crate::decode::Output,
+    ) {
+        while let Some((&(t, _), _)) = self.by_time.first_key_value() {
+            if t >= cutoff && self.pending.len() <= self.max_pending {
                 break;
+            }
+            let (_, id) = self.by_time.pop_first().expect("non-empty");
+            if let Some(p) = self.pending.remove(&id) {
+                self.emit(p, opts, out);
             }
         }
     }
 
     /// Emits every waiting request (end of input, shutdown).
     pub(crate) fn flush(&mut self, opts: &DecodeOptions, out: &mut dyn crate::decode::Output) {
-        let mut all: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
-        all.sort_by_key(|p| p.time_us);
-        for p in all {
-            self.emit(p, opts, out);
-        }
+        self.expire_before(i64::MAX, opts, out);
     }
 }

@@ -30,7 +30,7 @@ pub struct EventBuilder {
     time: TimestampMicrosecondBuilder,
     ingest_time: TimestampMicrosecondBuilder,
     source: StringBuilder,
-    cluster: StringBuilder,
+    cluster_name: StringBuilder,
     event_id: StringBuilder,
     stage: StringBuilder,
     row_key: UInt64Builder,
@@ -79,7 +79,7 @@ impl EventBuilder {
             time: ts_builder(rows),
             ingest_time: ts_builder(rows),
             source: s(),
-            cluster: s(),
+            cluster_name: s(),
             event_id: s(),
             stage: s(),
             row_key: UInt64Builder::with_capacity(rows),
@@ -133,7 +133,7 @@ impl EventBuilder {
         self.time.append_value(e.time_us);
         self.ingest_time.append_value(ingest_time_us);
         self.source.append_value(e.source.as_str());
-        self.cluster.append_option(e.cluster.as_deref());
+        self.cluster_name.append_option(e.cluster.as_deref());
         self.event_id.append_value(&e.event_id);
         self.stage.append_value(&e.stage);
         self.row_key.append_value(e.row_key());
@@ -183,7 +183,7 @@ impl EventBuilder {
             Arc::new(self.time.finish()),
             Arc::new(self.ingest_time.finish()),
             Arc::new(self.source.finish()),
-            Arc::new(self.cluster.finish()),
+            Arc::new(self.cluster_name.finish()),
             Arc::new(self.event_id.finish()),
             Arc::new(self.stage.finish()),
             Arc::new(self.row_key.finish()),

@@ -29,7 +29,7 @@ static ACCESS_EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("time", ts(), false),
         Field::new("ingest_time", ts(), false),
         utf8("source", false),
-        utf8("cluster", true),
+        utf8("cluster_name", true),
         utf8("event_id", false),
         utf8("stage", false),
         Field::new("row_key", DataType::UInt64, false),

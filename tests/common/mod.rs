@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use auditwatch::batch::{BatchLimits, Batcher};
+use auditwatch::decode::framing::Framer;
+use auditwatch::decode::{DecodeOptions, Decoder, Format};
+use auditwatch::normalize::Provenance;
+use datafusion::arrow::array::RecordBatch;
+use serde_json::Value;
+
+/// The conformance data folder, or `None` (and a printed notice) when it is absent.
+pub fn conformance_dir(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("AUDITWATCH_CONFORMANCE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    if dir.join("SOURCES.md").exists() {
+        Some(dir)
+    } else {
+        println!(
+            "SKIPPED {test}: conformance data not found at {} (set AUDITWATCH_CONFORMANCE_DATA)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Rows as JSON objects (one per row), exactly as `auditwatch query --format json` shows them.
+pub fn batch_rows(batch: &RecordBatch) -> Vec<Value> {
+    let mut buf = Vec::new();
+    let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+    w.write(batch).unwrap();
+    w.finish().unwrap();
+    String::from_utf8(buf)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Result of decoding one input in memory.
+pub struct Decoded {
+    pub rows: Vec<Value>,
+    pub quarantine: Vec<Value>,
+    pub skipped: u64,
+}
+
+/// Frames and decodes bytes in memory with the given format and options.
+pub fn decode_bytes(bytes: &[u8], format: Format, opts: DecodeOptions) -> Decoded {
+    let mut batcher = Batcher::new(BatchLimits::default());
+    let mut decoder = Decoder::new(format, opts);
+    let mut framer = Framer::new(bytes, 16 << 20);
+    while let Some(frame) = framer.next_frame().unwrap() {
+        let prov = Provenance {
+            input: Some("test"),
+            input_offset: Some(frame.offset as i64),
+            ..Default::default()
+        };
+        decoder.decode_frame(&frame, &prov, &mut batcher);
+    }
+    decoder.flush(&mut batcher);
+    let skipped = batcher.counts.skipped;
+    let closed = batcher.take().unwrap();
+    Decoded {
+        rows: closed.events.as_ref().map(batch_rows).unwrap_or_default(),
+        quarantine: closed
+            .quarantine
+            .as_ref()
+            .map(batch_rows)
+            .unwrap_or_default(),
+        skipped,
+    }
+}
+
+pub fn decode_file(path: &std::path::Path, format: Format, opts: DecodeOptions) -> Decoded {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    decode_bytes(&bytes, format, opts)
+}
+
+/// Runs the built binary with arguments and optional stdin; returns (status, stdout, stderr).
+pub fn run_cli(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditwatch"));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn auditwatch");
+    {
+        let mut si = child.stdin.take().unwrap();
+        if let Some(b) = stdin {
+            si.write_all(b).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
