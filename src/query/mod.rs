@@ -104,7 +104,7 @@ pub fn write_batches(
         OutputFormat::Csv => {
             let mut w = csv::Writer::new(out);
             for b in batches {
-                w.write(b)?;
+                w.write(&flatten_nested(b)?)?;
             }
         }
         OutputFormat::Table => {
@@ -113,4 +113,40 @@ pub fn write_batches(
         }
     }
     Ok(())
+}
+
+/// CSV has no nested types: render list/struct columns as text (`[a, b]`).
+fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type().is_nested())
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if f.data_type().is_nested() {
+            let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
+            let mut b = StringBuilder::with_capacity(c.len(), c.len() * 16);
+            for i in 0..c.len() {
+                if c.is_null(i) {
+                    b.append_null();
+                } else {
+                    b.append_value(fmt.value(i).to_string());
+                }
+            }
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            cols.push(Arc::new(b.finish()));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
