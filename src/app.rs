@@ -95,8 +95,8 @@ async fn write_closed(store: &mut Store, closed: &Closed, stored: &mut AppendSta
 
 fn decode_inputs(cfg: &IngestConfig, tx: mpsc::Sender<Closed>) -> Result<Counts> {
     let mut batcher = Batcher::new(cfg.limits);
-    let total: Option<u64> = cfg
-        .inputs
+    let inputs = file::expand(&cfg.inputs)?;
+    let total: Option<u64> = inputs
         .iter()
         .map(|p| {
             if p == "-" {
@@ -113,7 +113,7 @@ fn decode_inputs(cfg: &IngestConfig, tx: mpsc::Sender<Closed>) -> Result<Counts>
         tx.blocking_send(closed)
             .map_err(|_| Error::Config("store writer stopped".into()))
     };
-    for path in &cfg.inputs {
+    for path in &inputs {
         let input = file::open(path)?;
         let mut decoder = Decoder::new(cfg.format, cfg.decode.clone());
         let mut framer = Framer::new(input.reader, cfg.limits.quarantine_max_bytes);

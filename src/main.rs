@@ -8,6 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use auditwatch::app::{self, IngestConfig};
+
+// mimalloc: the decode path allocates many small strings and large Arrow buffers per batch.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use auditwatch::batch::BatchLimits;
 use auditwatch::decode::{DecodeOptions, Format};
 use auditwatch::query::OutputFormat;

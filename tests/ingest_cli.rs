@@ -234,3 +234,36 @@ fn query_formats_and_read_only() {
         assert!(err.contains("query"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_directory_of_logs_including_rotated_gzip_files_is_ingested() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs/rotated");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        dir.path().join("logs/audit.log"),
+        event("d1", "alice", "secrets", "db", "2026-11-20T10:00:00Z"),
+    )
+    .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(sample().as_bytes()).unwrap();
+    std::fs::write(logs.join("audit-2026-11-19.log.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(dir.path().join("logs/.hidden"), "not audit").unwrap();
+    let data = dir.path().join("d");
+    let (code, out, err) = run_cli(
+        &[
+            "ingest",
+            "--data-dir",
+            data.to_str().unwrap(),
+            dir.path().join("logs").to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        r#"{"events":4,"quarantined":0,"duplicates":0,"alerts":0}"#
+    );
+}

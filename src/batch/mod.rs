@@ -118,13 +118,16 @@ impl Output for Batcher {
         self.counts.quarantined += 1;
         tracing::debug!(input = prov.input, offset = prov.input_offset, reason = %r.reason, "record quarantined");
         let cut = &bytes[..bytes.len().min(self.limits.quarantine_max_bytes)];
+        let original_len = r
+            .original_len
+            .map_or(bytes.len(), |n| (n as usize).max(bytes.len()));
         let (original, redacted) = scrub_lenient(cut);
         let q = QuarantineRecord {
             format: r.format,
             reason: r.reason,
             original,
-            original_len: bytes.len(),
-            truncated: cut.len() < bytes.len(),
+            original_len,
+            truncated: cut.len() < original_len,
             redacted,
         };
         self.quarantine.append(&q, prov, self.ingest_time_us);

@@ -32,8 +32,9 @@ struct UserInfo<'a> {
     uid: Option<S<'a>>,
     #[serde(borrow, default)]
     groups: Option<Vec<S<'a>>>,
+    /// Parsed only when it names a credential id (rare, and only needed for `auth_method`).
     #[serde(borrow, default)]
-    extra: Option<HashMap<S<'a>, Vec<S<'a>>>>,
+    extra: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -101,8 +102,9 @@ struct Event<'a> {
     timestamp: Option<S<'a>>,
     #[serde(borrow, default)]
     metadata: Option<Metadata<'a>>,
+    /// Parsed only when it may hold a `forbid` decision.
     #[serde(borrow, default)]
-    annotations: Option<HashMap<S<'a>, S<'a>>>,
+    annotations: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -119,21 +121,26 @@ struct KindOnly<'a> {
 
 /// Decodes one JSON value that holds a Kubernetes `Event` or `EventList`.
 pub fn decode(text: &str, opts: &DecodeOptions, sink: &mut dyn EventSink) -> Result<(), Rejected> {
-    if super::looks_like_list(text) {
-        let k: KindOnly =
-            serde_json::from_str(text).map_err(|e| Rejected::json("kubernetes", &e))?;
-        if k.kind.as_deref() == Some("EventList") {
-            let list: EventList =
-                serde_json::from_str(text).map_err(|e| Rejected::json("kubernetes", &e))?;
-            for item in list.items {
-                if let Err(r) = decode_event(item.get(), opts, sink) {
-                    sink.reject(item.get().as_bytes(), r);
+    let err = match decode_event(text, opts, sink) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    // not an Event: maybe an EventList (the audit webhook's batches)
+    if text.contains("\"items\"") {
+        if let Ok(KindOnly { kind: Some(k) }) = serde_json::from_str::<KindOnly>(text) {
+            if k == "EventList" {
+                let list: EventList =
+                    serde_json::from_str(text).map_err(|e| Rejected::json("kubernetes", &e))?;
+                for item in list.items {
+                    if let Err(r) = decode_event(item.get(), opts, sink) {
+                        sink.reject(item.get().as_bytes(), r);
+                    }
                 }
+                return Ok(());
             }
-            return Ok(());
         }
     }
-    decode_event(text, opts, sink)
+    Err(err)
 }
 
 /// Decides whether a stage becomes a row (see DESIGN.md: complete, panic, and the start of
@@ -165,7 +172,7 @@ pub(crate) fn decode_event(
     opts: &DecodeOptions,
     sink: &mut dyn EventSink,
 ) -> Result<(), Rejected> {
-    let ev: Event = serde_json::from_str(text).map_err(|e| Rejected::json("kubernetes", &e))?;
+    let mut ev: Event = serde_json::from_str(text).map_err(|e| Rejected::json("kubernetes", &e))?;
     let code = ev.response_status.as_ref().and_then(|s| s.code);
     let oref = ev.object_ref.as_ref();
     let subresource = oref
@@ -241,20 +248,27 @@ pub(crate) fn decode_event(
     e.verb = ev.verb.clone();
 
     // ---- identity
-    let (who, impersonator) = match &ev.impersonated_user {
-        Some(imp) if imp.username.as_deref().is_some_and(|u| !u.is_empty()) => {
-            (imp, ev.user.username.clone())
-        }
-        _ => (&ev.user, None),
+    let impersonated = ev
+        .impersonated_user
+        .as_ref()
+        .is_some_and(|u| u.username.as_deref().is_some_and(|u| !u.is_empty()));
+    let impersonator = if impersonated {
+        ev.user.username.take()
+    } else {
+        None
     };
-    let username = who.username.clone().unwrap_or(Cow::Borrowed(""));
+    let who: &mut UserInfo = match ev.impersonated_user.as_mut() {
+        Some(imp) if impersonated => imp,
+        _ => &mut ev.user,
+    };
+    let username = who.username.take().unwrap_or(Cow::Borrowed(""));
     let (actor_type, actor_ns) = classify_user(&username);
     e.actor_type = actor_type;
     e.actor_namespace = actor_ns.map(|s| Cow::Owned(s.to_string()));
     e.auth_method = auth_method(who, actor_type).map(Cow::Borrowed);
     e.actor = username;
-    e.actor_id = who.uid.clone();
-    e.actor_groups = who.groups.clone().unwrap_or_default();
+    e.actor_id = who.uid.take();
+    e.actor_groups = who.groups.take().unwrap_or_default();
     e.impersonator = impersonator;
 
     // ---- resource
@@ -300,9 +314,13 @@ pub(crate) fn decode_event(
     // ---- outcome
     let decision = ev
         .annotations
-        .as_ref()
-        .and_then(|a| a.get("authorization.k8s.io/decision"))
-        .map(|d| d.as_ref());
+        .filter(|a| a.get().contains("forbid"))
+        .and_then(|a| {
+            let m: HashMap<S, S> = serde_json::from_str(a.get()).ok()?;
+            m.get("authorization.k8s.io/decision")
+                .map(|d| d.to_string())
+        });
+    let decision = decision.as_deref();
     e.status_code = code;
     e.outcome = match (code, decision) {
         (_, Some("forbid")) => Outcome::Denied,
@@ -368,10 +386,14 @@ pub fn classify_user(username: &str) -> (&'static str, Option<&str>) {
 fn auth_method(user: &UserInfo<'_>, actor_type: &str) -> Option<&'static str> {
     let cred = user
         .extra
-        .as_ref()
-        .and_then(|x| x.get("authentication.kubernetes.io/credential-id"))
-        .and_then(|v| v.first());
-    match cred.map(|c| c.as_ref()) {
+        .filter(|x| x.get().contains("credential-id"))
+        .and_then(|x| {
+            let m: HashMap<S, Vec<S>> = serde_json::from_str(x.get()).ok()?;
+            m.get("authentication.kubernetes.io/credential-id")?
+                .first()
+                .map(|c| c.to_string())
+        });
+    match cred.as_deref() {
         Some(c) if c.starts_with("X509") => return Some("x509"),
         Some(c) if c.starts_with("JTI") => return Some("serviceaccount_token"),
         _ => {}

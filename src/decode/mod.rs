@@ -91,6 +91,8 @@ pub struct Rejected {
     /// The format that was tried (`kubernetes`, `vault`, `auto`, …).
     pub format: &'static str,
     pub reason: String,
+    /// Length of the whole record when the bytes handed over were cut at the framing cap.
+    pub original_len: Option<u64>,
 }
 
 impl Rejected {
@@ -98,6 +100,7 @@ impl Rejected {
         Rejected {
             format,
             reason: reason.into(),
+            original_len: None,
         }
     }
     /// A JSON error as a reason. serde quotes offending string *values* in its messages
@@ -186,11 +189,6 @@ impl From<&Provenance<'_>> for OwnedProvenance {
             kafka_offset: p.kafka_offset,
         }
     }
-}
-
-/// Cheap check for a top-level `"kind":"EventList"` or similar list wrapper.
-pub(crate) fn looks_like_list(text: &str) -> bool {
-    memchr::memmem::find(text.as_bytes(), b"List\"").is_some() && text.contains("\"items\"")
 }
 
 /// Which decoder a record most likely needs, from markers near its start.
@@ -332,7 +330,7 @@ impl Decoder {
             );
             return out.reject(bytes, r, prov);
         }
-        let text = match std::str::from_utf8(bytes) {
+        let text = match simdutf8::compat::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
                 return out.reject(
@@ -388,26 +386,33 @@ impl Decoder {
     }
 
     fn vault(&mut self, text: &str, source: Source, prov: &Provenance<'_>, out: &mut dyn Output) {
+        if let Err(r) = self.try_vault(text, source, prov, out) {
+            out.reject(text.as_bytes(), r, prov);
+        }
+    }
+
+    fn try_vault(
+        &mut self,
+        text: &str,
+        source: Source,
+        prov: &Provenance<'_>,
+        out: &mut dyn Output,
+    ) -> Result<(), Rejected> {
         if self.opts.vault_pairing {
-            self.pairer.offer(text, source, prov, &self.opts, out);
+            self.pairer.offer(text, source, prov, &self.opts, out)
         } else {
             let mut s = WithProv { out, prov };
-            if let Err(r) = vault::decode_entry(text, source, &self.opts, &mut s) {
-                out.reject(text.as_bytes(), r, prov);
-            }
+            vault::decode_entry(text, source, &self.opts, &mut s)
         }
     }
 
     fn auto(&mut self, text: &str, prov: &Provenance<'_>, out: &mut dyn Output) {
         let guess = sniff(text);
         let r = match guess {
-            Guess::Vault => {
-                // validate shape first so a non-Vault record falls through to the others
-                if vault::head(text).is_ok() {
-                    return self.vault(text, Source::Vault, prov, out);
-                }
-                vault::head(text).err()
-            }
+            Guess::Vault => match self.try_vault(text, Source::Vault, prov, out) {
+                Ok(()) => return,
+                Err(r) => Some(r),
+            },
             Guess::Gke | Guess::Aks | Guess::CloudWatch => {
                 let mut s = WithProv { out, prov };
                 match wrappers::decode(text, &self.opts, &mut s) {
@@ -428,8 +433,8 @@ impl Decoder {
         if guess != Guess::Kubernetes && has_key(text, "auditID") {
             return self.k8s(text, prov, out);
         }
-        if guess != Guess::Vault && vault::head(text).is_ok() {
-            return self.vault(text, Source::Vault, prov, out);
+        if guess != Guess::Vault && self.try_vault(text, Source::Vault, prov, out).is_ok() {
+            return;
         }
         let reason = match r {
             Some(r) => format!("not a recognized audit event ({})", r.reason),

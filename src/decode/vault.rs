@@ -35,9 +35,20 @@ struct Auth<'a> {
     #[serde(borrow, default)]
     policies: Option<Vec<S<'a>>>,
     #[serde(borrow, default)]
-    metadata: Option<HashMap<S<'a>, Option<S<'a>>>>,
+    metadata: Option<Metadata<'a>>,
     #[serde(borrow, default)]
     mount_type: Option<S<'a>>,
+}
+
+/// The token metadata fields that identify a workload (others are ignored).
+#[derive(Deserialize, Default)]
+struct Metadata<'a> {
+    #[serde(borrow, default)]
+    service_account_name: Option<S<'a>>,
+    #[serde(borrow, default)]
+    service_account_namespace: Option<S<'a>>,
+    #[serde(borrow, default)]
+    role_name: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -116,25 +127,10 @@ fn check_kind(kind: &str) -> Result<(), Rejected> {
     }
 }
 
-/// What the pairer needs to know about an entry without building a row.
-pub(crate) struct Head {
-    pub kind: String,
-    pub id: Option<String>,
-    pub time_us: Option<i64>,
-}
-
-pub(crate) fn head(text: &str) -> Result<Head, Rejected> {
+fn parse_entry(text: &str) -> Result<Entry<'_>, Rejected> {
     let e: Entry = serde_json::from_str(text).map_err(|e| Rejected::json("vault", &e))?;
     check_kind(&e.kind)?;
-    Ok(Head {
-        kind: e.kind.into_owned(),
-        id: e
-            .request
-            .and_then(|r| r.id)
-            .filter(|s| !s.is_empty())
-            .map(Cow::into_owned),
-        time_us: e.time.as_deref().and_then(parse_time_us),
-    })
+    Ok(e)
 }
 
 fn headers_sensitive(h: &RawValue) -> bool {
@@ -173,8 +169,17 @@ pub fn decode_entry(
     opts: &DecodeOptions,
     sink: &mut dyn EventSink,
 ) -> Result<(), Rejected> {
-    let ev: Entry = serde_json::from_str(text).map_err(|e| Rejected::json("vault", &e))?;
-    check_kind(&ev.kind)?;
+    normalize_entry(parse_entry(text)?, text, source, opts, sink)
+}
+
+/// Builds the row of one parsed entry.
+fn normalize_entry<'a>(
+    ev: Entry<'a>,
+    text: &'a str,
+    source: Source,
+    opts: &DecodeOptions,
+    sink: &mut dyn EventSink,
+) -> Result<(), Rejected> {
     let time_us = ev
         .time
         .as_deref()
@@ -310,11 +315,13 @@ fn set_identity<'a>(e: &mut AccessEvent<'a>, auth: Option<&Auth<'a>>, login_moun
     };
     let display = a.display_name.clone().unwrap_or(Cow::Borrowed(""));
     let meta = |k: &str| {
-        a.metadata
-            .as_ref()
-            .and_then(|m| m.get(k))
-            .and_then(|v| v.clone())
-            .filter(|v| !v.is_empty())
+        let m = a.metadata.as_ref()?;
+        let v = match k {
+            "service_account_name" => &m.service_account_name,
+            "service_account_namespace" => &m.service_account_namespace,
+            _ => &m.role_name,
+        };
+        v.clone().filter(|v| !v.is_empty())
     };
     e.actor_id = a.entity_id.clone().filter(|s| !s.is_empty());
     e.policies = a.policies.clone().unwrap_or_default();
@@ -455,6 +462,8 @@ impl Pairer {
         Some(p)
     }
 
+    /// Takes one entry: holds a request until its response, emits anything else. An entry
+    /// that is not a Vault audit entry is returned as an error for the caller to route.
     pub(crate) fn offer(
         &mut self,
         text: &str,
@@ -462,14 +471,18 @@ impl Pairer {
         prov: &crate::normalize::Provenance<'_>,
         opts: &DecodeOptions,
         out: &mut dyn crate::decode::Output,
-    ) {
-        let h = match head(text) {
-            Ok(h) => h,
-            Err(r) => return out.reject(text.as_bytes(), r, prov),
-        };
-        match (&h.id, h.time_us) {
-            (Some(id), Some(t)) if is_request(&h.kind) => {
-                if let Some(p) = self.take(id) {
+    ) -> Result<(), Rejected> {
+        let ev = parse_entry(text)?;
+        let time_us = ev.time.as_deref().and_then(parse_time_us);
+        let id = ev
+            .request
+            .as_ref()
+            .and_then(|r| r.id.as_deref())
+            .filter(|s| !s.is_empty());
+        match (id, time_us) {
+            (Some(id), Some(t)) if is_request(&ev.kind) => {
+                let id = id.to_string();
+                if let Some(p) = self.take(&id) {
                     self.emit(p, opts, out); // duplicate request id: keep both rows
                 }
                 self.seq += 1;
@@ -481,21 +494,22 @@ impl Pairer {
                     source,
                     prov: prov.into(),
                 };
-                self.pending.insert(id.clone(), p);
+                self.pending.insert(id, p);
             }
             (id, _) => {
                 if let Some(id) = id {
                     self.take(id);
                 }
                 let mut s = crate::decode::WithProv { out, prov };
-                if let Err(r) = decode_entry(text, source, opts, &mut s) {
+                if let Err(r) = normalize_entry(ev, text, source, opts, &mut s) {
                     out.reject(text.as_bytes(), r, prov);
                 }
             }
         }
-        if let Some(t) = h.time_us {
+        if let Some(t) = time_us {
             self.expire_before(t.saturating_sub(self.wait_us), opts, out);
         }
+        Ok(())
     }
 
     fn emit(&self, p: Pending, opts: &DecodeOptions, out: &mut dyn crate::decode::Output) {

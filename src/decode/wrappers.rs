@@ -241,7 +241,8 @@ fn gke(
             e.resource_name = name.map(|s| Cow::Owned(s.to_string()));
             e.subresource = sub.map(|s| Cow::Owned(s.to_string()));
             e.resource_path = Some(Cow::Owned(path));
-            e.secret_access = res == "secrets";
+            e.secret_access =
+                res == "secrets" || (res == "serviceaccounts" && sub == Some("token"));
         }
         None => {
             e.resource_type = Some(Cow::Borrowed("nonresource"));

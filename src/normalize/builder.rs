@@ -64,6 +64,7 @@ pub struct EventBuilder {
     raw: StringBuilder,
     len: usize,
     raw_bytes: usize,
+    capacity: usize,
 }
 
 impl Default for EventBuilder {
@@ -110,9 +111,10 @@ impl EventBuilder {
             kafka_topic: s(),
             kafka_partition: Int32Builder::with_capacity(rows),
             kafka_offset: Int64Builder::with_capacity(rows),
-            raw: StringBuilder::with_capacity(rows, rows * 1024),
+            raw: StringBuilder::with_capacity(rows, rows * 1536),
             len: 0,
             raw_bytes: 0,
+            capacity: rows,
         }
     }
 
@@ -216,8 +218,8 @@ impl EventBuilder {
             Arc::new(self.kafka_offset.finish()),
             Arc::new(self.raw.finish()),
         ];
-        self.len = 0;
-        self.raw_bytes = 0;
+        // finish() hands the buffers to the arrays; start the next batch pre-sized again
+        *self = EventBuilder::with_capacity(self.capacity);
         Ok(RecordBatch::try_new(schema::access_events(), cols)?)
     }
 }

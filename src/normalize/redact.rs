@@ -15,8 +15,9 @@
 //! text is spliced into the original with [`splice`].
 
 use std::ops::Range;
+use std::sync::LazyLock;
 
-use memchr::memmem;
+use memchr::memmem::Finder;
 use serde_json::Value;
 
 /// What every redacted value becomes.
@@ -101,11 +102,16 @@ pub fn k8s_body_needs_redaction(body: &str, secret_ctx: bool) -> bool {
     if secret_ctx {
         return true;
     }
+    static FINDERS: LazyLock<[Finder<'static>; 4]> = LazyLock::new(|| {
+        [
+            Finder::new(b"last-applied-configuration"),
+            Finder::new(b"\"Secret"),
+            Finder::new(b"stringData"),
+            Finder::new(b"\"token\""),
+        ]
+    });
     let b = body.as_bytes();
-    memmem::find(b, b"last-applied-configuration").is_some()
-        || memmem::find(b, b"\"Secret").is_some()
-        || memmem::find(b, b"stringData").is_some()
-        || memmem::find(b, b"\"token\"").is_some()
+    FINDERS.iter().any(|f| f.find(b).is_some())
 }
 
 /// Redacts a Kubernetes request/response body in place. Returns whether anything changed.
@@ -169,6 +175,13 @@ fn walk_k8s(v: &mut Value, secret_ctx: bool, changed: &mut bool) {
 pub fn redact_uri(uri: &str) -> Option<String> {
     let q = uri.find('?')?;
     let (path, query) = uri.split_at(q + 1);
+    let sensitive = |kv: &str| match kv.split_once('=') {
+        Some((k, v)) => !v.is_empty() && SENSITIVE_QUERY.iter().any(|s| k.eq_ignore_ascii_case(s)),
+        None => false,
+    };
+    if !query.split('&').any(sensitive) {
+        return None;
+    }
     let mut changed = false;
     let parts: Vec<String> = query
         .split('&')
