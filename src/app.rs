@@ -183,3 +183,34 @@ pub async fn query(
     let batches = engine.sql(sql).await?;
     write_batches(&batches, fmt, out)
 }
+
+/// `auditwatch run`: the Kafka pipeline plus the operational HTTP endpoints, until
+/// `shutdown` completes; then drains, commits and returns.
+pub async fn run(
+    cfg: crate::config::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<crate::source::kafka::RunStats> {
+    use std::sync::Arc;
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: draining");
+        t.cancel();
+    });
+    let shared = Arc::new(crate::source::kafka::Shared::default());
+    let http = tokio::spawn(crate::api::serve(
+        cfg.api_listen,
+        shared.clone(),
+        token.clone(),
+        None,
+    ));
+    let stats = crate::source::kafka::run(&cfg, shared, token.clone()).await;
+    token.cancel();
+    match http.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "http server failed"),
+        Err(e) => tracing::warn!(error = %e, "http server task failed"),
+        Ok(Ok(())) => {}
+    }
+    stats
+}

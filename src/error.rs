@@ -32,11 +32,17 @@ pub enum Error {
     QueryRefused(String),
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+    /// The Kafka client failed (broker, configuration, protocol). Often retryable.
+    #[error("kafka error: {0}")]
+    Kafka(String),
 }
 
 impl Error {
     /// Whether the same operation may succeed if retried later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Input { .. } | Error::Store(_) | Error::Io(_))
+        matches!(
+            self,
+            Error::Input { .. } | Error::Store(_) | Error::Io(_) | Error::Kafka(_)
+        )
     }
 }

@@ -12,21 +12,27 @@
 //!             wrappers)   builders)
 //! ```
 //!
-//! - [`source`]: where bytes come from (files, stdin).
+//! - [`source`]: where bytes come from (files, stdin, Kafka topics).
 //! - [`decode`]: bytes → [`normalize::AccessEvent`]s or quarantine reasons; never panics.
 //! - [`normalize`]: the `access_events` schema, redaction, Arrow builders.
 //! - [`batch`]: closes batches on rows, bytes or linger time.
 //! - [`store`]: append-only, partitioned, deduplicated Parquet through `object_store`.
 //! - [`query`]: read-only SQL over `events` and `quarantine`.
+//! - [`api`]: HTTP endpoints (`/metrics`, `/healthz`, `/readyz`).
+//! - [`config`]: the validated configuration of `run` (file + environment).
+//! - [`metrics`]: every Prometheus metric, in one place.
 //! - [`app`]: wires the stages together for each command.
 //!
 //! Invariant across all stages: secret values are removed in [`normalize::redact`] before
 //! a row exists, so nothing downstream can store, log or return them.
 
+pub mod api;
 pub mod app;
 pub mod batch;
+pub mod config;
 pub mod decode;
 pub mod error;
+pub mod metrics;
 pub mod normalize;
 pub mod query;
 pub mod source;

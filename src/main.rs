@@ -58,6 +58,12 @@ enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Consume the configured Kafka topics into the store (SIGTERM/SIGINT drain and commit).
+    Run {
+        /// TOML configuration; every setting can also come from AUDITWATCH__SECTION__KEY.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run read-only SQL over the tables `events` and `quarantine`.
     Query {
         #[command(flatten)]
@@ -67,6 +73,28 @@ enum Command {
         format: OutputFormat,
         sql: String,
     },
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }
 
 fn init_logging() {
@@ -120,6 +148,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let summary = rt.block_on(app::ingest(cfg)).context("ingest failed")?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Run { config } => {
+            let cfg =
+                auditwatch::config::load(config.as_deref()).context("invalid configuration")?;
+            tracing::info!(topics = cfg.kafka.topics.len(), data_dir = %cfg.data_dir.display(), "starting");
+            let stats = rt
+                .block_on(app::run(cfg, shutdown_signal()))
+                .context("run failed")?;
+            eprintln!(
+                "auditwatch: stopped after {} messages ({} rows written, {} duplicates, {} quarantined)",
+                stats.messages, stats.written, stats.duplicates, stats.quarantined
+            );
         }
         Command::Query { data, format, sql } => {
             let stdout = std::io::stdout();

@@ -202,17 +202,30 @@ enum Guess {
 }
 
 fn sniff(text: &str) -> Guess {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    static VAULT: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+        [
+            Finder::new(b"\"type\":\"request\""),
+            Finder::new(b"\"type\":\"response\""),
+            Finder::new(b"\"type\":\"kmip-"),
+        ]
+    });
+    static AUDIT_ID: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"auditID\""));
+    static WRAPPERS: LazyLock<[Finder<'static>; 2]> = LazyLock::new(|| {
+        [
+            Finder::new(b"\"properties\""),
+            Finder::new(b"\"logEvents\""),
+        ]
+    });
     let b = text.as_bytes();
     let head = &b[..b.len().min(512)];
     let has = |h: &[u8], pat: &[u8]| memchr::memmem::find(h, pat).is_some();
-    if has(head, b"\"type\":\"request\"")
-        || has(head, b"\"type\":\"response\"")
-        || has(head, b"\"type\":\"kmip-")
-    {
+    if VAULT.iter().any(|f| f.find(head).is_some()) {
         return Guess::Vault;
     }
     // Events put auditID near the start; wrappers nest it deeper
-    if has(head, b"\"auditID\"") && !has(head, b"\"properties\"") && !has(head, b"\"logEvents\"") {
+    if AUDIT_ID.find(head).is_some() && !WRAPPERS.iter().any(|f| f.find(head).is_some()) {
         return Guess::Kubernetes;
     }
     if has(b, b"\"protoPayload\"") {

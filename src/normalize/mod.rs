@@ -50,6 +50,26 @@ mod tests {
     }
 
     #[test]
+    fn fast_time_path_agrees_with_chrono() {
+        for t in [
+            "2026-11-20T10:00:00Z",
+            "2026-11-20T10:00:00.1Z",
+            "2020-02-29T23:59:59.999999Z",
+            "2021-07-19T17:19:00.673829123Z",
+            "1970-01-01T00:00:00.000001Z",
+            "1999-12-31T23:59:59.5Z",
+            "2400-03-01T00:00:00Z",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_micros();
+            assert_eq!(fast_utc_us(t.as_bytes()), Some(chrono), "{t}");
+        }
+        assert_eq!(fast_utc_us(b"2026-11-20T10:00:00+01:00"), None);
+        assert_eq!(fast_utc_us(b"2026-13-20T10:00:00Z"), None);
+    }
+
+    #[test]
     fn times_parse() {
         assert_eq!(parse_time_us("1970-01-01T00:00:01.5Z"), Some(1_500_000));
         assert_eq!(

@@ -1,4 +1,5 @@
-//! Source: where audit bytes come from. Files and stdin today ([`file`]); Kafka topics
-//! plug in here with the same decode → batch → store path.
+//! Source: where audit bytes come from. Files and stdin ([`file`]) and Kafka topics
+//! ([`kafka`]) feed the same decode → batch → store path.
 
 pub mod file;
+pub mod kafka;

@@ -79,6 +79,13 @@ impl Store {
         })
     }
 
+    /// Forgets cached row keys; they are reloaded from the files on the next write. Call
+    /// when another writer may have written (e.g. after a consumer-group rebalance).
+    pub fn invalidate_keys(&mut self) {
+        self.keys.clear();
+        self.lru.clear();
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -1,0 +1,592 @@
+//! Kafka source: one member of a consumer group feeding decode → batch → store.
+//!
+//! # Delivery contract (at-least-once from Kafka, effectively-once in the store)
+//! - `enable.auto.offset.store=false`, `enable.auto.commit=true`: librdkafka commits in the
+//!   background only offsets that *we stored*, and we store a partition's offset only after
+//!   every message before it is durable: its rows and quarantine records are written to the
+//!   store and its dead letters were acknowledged by the broker.
+//! - The offset we store is the *next* offset to read: last durable offset + 1, or the
+//!   offset of the oldest Vault request still waiting for its response on that partition
+//!   (so a restart reads it again and pairs it properly).
+//! - Partition revoked: the writer is drained, stored offsets are committed synchronously,
+//!   and rows of the revoked partitions that were not yet handed to the writer are dropped
+//!   (their offsets were never stored, so the next owner reads them again).
+//! - Shutdown: every open batch is written, offsets stored, then committed synchronously.
+//! - Replays after a crash are dropped by the store's row keys.
+//!
+//! Malformed messages never block a partition: they become quarantine rows and, when a
+//! dead-letter topic is configured, are produced there (scrubbed like quarantined bytes)
+//! with the reason and their origin in headers.
+//!
+//! Memory is bounded: one open batch per partition (closed on rows, bytes or linger), a
+//! bounded queue to the writer, and librdkafka's own `queued.max.messages.kbytes`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{BatchLimits, Batcher, Closed};
+use crate::config::{Config, KafkaConfig};
+use crate::decode::{DecodeOptions, Decoder, Format, Output, Rejected};
+use crate::error::{Error, Result};
+use crate::metrics::metrics;
+use crate::normalize::redact::scrub_lenient;
+use crate::normalize::{AccessEvent, Provenance};
+use crate::store::Store;
+
+type Tp = (String, i32);
+
+/// Shared between the consumer callbacks and the pipeline.
+#[derive(Default)]
+pub struct Shared {
+    revoked: Mutex<Vec<Tp>>,
+    assigned: AtomicBool,
+    new_assignment: AtomicBool,
+    /// Jobs handed to the writer and not finished yet.
+    in_flight: AtomicUsize,
+    ready: AtomicBool,
+}
+
+impl Shared {
+    /// True once the consumer has an assignment and the broker answers.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Ctx {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    metrics()
+                        .consumer_lag
+                        .with_label_values(&[topic.as_str(), &p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+        let up = stats.brokers.values().any(|b| b.state == "UP");
+        metrics().kafka_connected.set(up as i64);
+        self.shared.ready.store(
+            up && self.shared.assigned.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error");
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            metrics().kafka_connected.set(0);
+            self.shared.ready.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Let the writer finish what it was handed (it never waits on this consumer),
+            // so everything we stored is durable, then commit it before letting go.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                if !matches!(
+                    e,
+                    KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+                ) {
+                    metrics().commit_failures.inc();
+                    tracing::warn!(error = %e, "commit on revoke failed");
+                }
+            }
+            let mut r = self.shared.revoked.lock().expect("lock");
+            for e in tpl.elements() {
+                r.push((e.topic().to_string(), e.partition()));
+            }
+            tracing::info!(partitions = tpl.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.shared
+                .assigned
+                .store(tpl.count() > 0, Ordering::Relaxed);
+            self.shared.new_assignment.store(true, Ordering::Release);
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            if !matches!(
+                e,
+                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+            ) {
+                metrics().commit_failures.inc();
+                tracing::warn!(error = %e, "offset commit failed");
+            }
+        }
+    }
+}
+
+pub type AuditConsumer = StreamConsumer<Ctx>;
+
+/// librdkafka settings from our configuration (passing the operator's properties through).
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.bootstrap_servers);
+    for (key, v) in &k.properties {
+        c.set(key, v);
+    }
+    if let Some(pw) = &k.sasl_password {
+        c.set("sasl.password", pw.expose());
+    }
+    c
+}
+
+fn consumer(k: &KafkaConfig, shared: Arc<Shared>) -> Result<AuditConsumer> {
+    let mut c = client_config(k);
+    c.set("group.id", &k.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        // the delivery contract: we decide which offsets may be committed
+        .set("enable.auto.offset.store", "false")
+        .set_if_absent("auto.offset.reset", "earliest")
+        .set_if_absent("session.timeout.ms", "10000")
+        .set_if_absent("queued.max.messages.kbytes", "65536")
+        .set_if_absent("statistics.interval.ms", "1000")
+        .set_if_absent("partition.assignment.strategy", "cooperative-sticky");
+    let consumer: AuditConsumer = c.create_with_context(Ctx { shared }).map_err(kafka_err)?;
+    let topics: Vec<&str> = k.topics.iter().map(|t| t.name.as_str()).collect();
+    if topics.is_empty() {
+        return Err(Error::Config(
+            "kafka.topics is empty: nothing to consume".into(),
+        ));
+    }
+    consumer.subscribe(&topics).map_err(kafka_err)?;
+    Ok(consumer)
+}
+
+trait SetIfAbsent {
+    fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self;
+}
+
+impl SetIfAbsent for ClientConfig {
+    fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self {
+        if self.get(key).is_none() {
+            self.set(key, value);
+        }
+        self
+    }
+}
+
+fn kafka_err(e: KafkaError) -> Error {
+    Error::Kafka(e.to_string())
+}
+
+/// A malformed message on its way to the dead-letter topic.
+struct DeadLetter {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    reason: String,
+    format: &'static str,
+    offset: i64,
+}
+
+/// One partition's open batch and decoder.
+struct PartState {
+    decoder: Decoder,
+    batcher: Batcher,
+    dead: Vec<DeadLetter>,
+    /// Next offset to read (last seen + 1).
+    next_offset: i64,
+    /// The offset the last job will store.
+    sent_to: i64,
+}
+
+/// Collects rows into the batcher and dead letters aside.
+struct KafkaOut<'a> {
+    batcher: &'a mut Batcher,
+    dead: &'a mut Vec<DeadLetter>,
+    key: Option<&'a [u8]>,
+    dlq: bool,
+}
+
+impl Output for KafkaOut<'_> {
+    fn event(&mut self, e: AccessEvent<'_>, prov: &Provenance<'_>) {
+        metrics()
+            .events
+            .with_label_values(&[e.source.as_str(), e.outcome.as_str()])
+            .inc();
+        self.batcher.event(e, prov)
+    }
+    fn reject(&mut self, bytes: &[u8], r: Rejected, prov: &Provenance<'_>) {
+        metrics().quarantined.with_label_values(&[r.format]).inc();
+        if self.dlq {
+            self.dead.push(DeadLetter {
+                key: self.key.map(<[u8]>::to_vec),
+                payload: scrub_lenient(bytes).0,
+                reason: r.reason.clone(),
+                format: r.format,
+                offset: prov.kafka_offset.unwrap_or(-1),
+            });
+        }
+        self.batcher.reject(bytes, r, prov)
+    }
+    fn skipped(&mut self) {
+        self.batcher.skipped()
+    }
+}
+
+/// Work for the writer task.
+enum Job {
+    Write {
+        tp: Tp,
+        closed: Closed,
+        dead: Vec<DeadLetter>,
+        commit_to: i64,
+    },
+    /// Partitions were assigned: other instances may have written, reload dedup keys.
+    Invalidate,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunStats {
+    pub messages: u64,
+    pub written: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+}
+
+/// Consumes the configured topics until `shutdown` is cancelled, then drains and commits.
+pub async fn run(
+    cfg: &Config,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Result<RunStats> {
+    let store = Store::open_local(&cfg.data_dir)?;
+    let consumer = Arc::new(consumer(&cfg.kafka, shared.clone())?);
+    let formats: HashMap<String, Format> = cfg
+        .kafka
+        .topics
+        .iter()
+        .map(|t| (t.name.clone(), t.format))
+        .collect();
+    let dlq = match &cfg.kafka.dead_letter_topic {
+        Some(t) => {
+            let mut c = client_config(&cfg.kafka);
+            c.set("enable.idempotence", "true")
+                .set_if_absent("message.timeout.ms", "30000");
+            Some((t.clone(), c.create::<FutureProducer>().map_err(kafka_err)?))
+        }
+        None => None,
+    };
+    let decode_opts = DecodeOptions {
+        max_event_bytes: cfg.max_event_bytes,
+        k8s_keep_all_stages: cfg.k8s_all_stages,
+        vault_pair_wait_us: cfg.vault_pair_wait.as_micros() as i64,
+        cluster: cfg.cluster.clone(),
+        ..Default::default()
+    };
+    let limits = BatchLimits {
+        max_rows: cfg.batch_rows,
+        linger: cfg.linger,
+        ..Default::default()
+    };
+
+    let (tx, rx) = mpsc::channel::<Job>(4);
+    let writer = tokio::spawn(writer(store, rx, consumer.clone(), dlq, shared.clone()));
+    let mut parts: HashMap<Tp, PartState> = HashMap::new();
+    let mut stats = RunStats::default();
+    let mut tick = tokio::time::interval(
+        cfg.linger
+            .min(Duration::from_millis(250))
+            .max(Duration::from_millis(10)),
+    );
+    let send = |job: Job| {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        metrics()
+            .queue_depth
+            .with_label_values(&["store_writer"])
+            .inc();
+        tx.send(job)
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                let now_us = chrono::Utc::now().timestamp_micros();
+                let mut pending = 0;
+                for (tp, st) in parts.iter_mut() {
+                    let mut out = KafkaOut { batcher: &mut st.batcher, dead: &mut st.dead, key: None, dlq: false };
+                    st.decoder.expire(now_us, &mut out);
+                    pending += st.decoder.pending();
+                    // close lingering batches; also move offsets past messages that
+                    // produced no row (skipped stages) so lag does not stick
+                    if st.batcher.is_due() || (st.batcher.rows() == 0 && commit_target(st) > st.sent_to) {
+                        let job = close(tp, st)?;
+                        if send(job).await.is_err() { break; }
+                    }
+                }
+                metrics().vault_pending_requests.set(pending as i64);
+            }
+            msg = consumer.recv() => {
+                // callbacks ran inside recv(): apply what they recorded
+                let revoked: Vec<Tp> = std::mem::take(&mut *shared.revoked.lock().expect("lock"));
+                for tp in revoked {
+                    parts.remove(&tp);
+                }
+                if shared.new_assignment.swap(false, Ordering::AcqRel)
+                    && send(Job::Invalidate).await.is_err()
+                {
+                    break;
+                }
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka receive failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let topic = msg.topic();
+                let tp = (topic.to_string(), msg.partition());
+                let payload = msg.payload().unwrap_or(&[]);
+                stats.messages += 1;
+                metrics().consumed_messages.with_label_values(&[topic]).inc();
+                metrics().consumed_bytes.with_label_values(&[topic]).inc_by(payload.len() as u64);
+                let st = parts.entry(tp.clone()).or_insert_with(|| PartState {
+                    decoder: Decoder::new(formats.get(topic).copied().unwrap_or_default(), decode_opts.clone()),
+                    batcher: Batcher::new(limits),
+                    dead: Vec::new(),
+                    next_offset: msg.offset(),
+                    sent_to: msg.offset(),
+                });
+                let prov = Provenance {
+                    kafka_topic: Some(topic),
+                    kafka_partition: Some(msg.partition()),
+                    kafka_offset: Some(msg.offset()),
+                    ..Default::default()
+                };
+                let mut out = KafkaOut { batcher: &mut st.batcher, dead: &mut st.dead, key: msg.key(), dlq: true };
+                if payload.is_empty() {
+                    out.reject(payload, Rejected::new("kafka", "empty message payload"), &prov);
+                } else {
+                    st.decoder.decode_record(payload, &prov, &mut out);
+                }
+                st.next_offset = msg.offset() + 1;
+                if st.batcher.is_full() {
+                    let job = close(&tp, st)?;
+                    if send(job).await.is_err() { break; }
+                }
+            }
+        }
+    }
+    // drain: write every open batch, then commit synchronously
+    for (tp, st) in parts.iter_mut() {
+        let job = close(tp, st)?;
+        if send(job).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let wstats = writer
+        .await
+        .map_err(|e| Error::Config(format!("writer task failed: {e}")))??;
+    stats.written = wstats.written;
+    stats.duplicates = wstats.duplicates;
+    stats.quarantined = wstats.quarantined;
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => {
+            metrics().commit_failures.inc();
+            tracing::warn!(error = %e, "final commit failed");
+        }
+    }
+    consumer.unsubscribe();
+    Ok(stats)
+}
+
+/// Closes a partition's batch into a job. The offset to store stops before the oldest Vault
+/// request still waiting for its response.
+fn close(tp: &Tp, st: &mut PartState) -> Result<Job> {
+    let closed = st.batcher.take()?;
+    let commit_to = commit_target(st);
+    st.sent_to = commit_to;
+    Ok(Job::Write {
+        tp: tp.clone(),
+        closed,
+        dead: std::mem::take(&mut st.dead),
+        commit_to,
+    })
+}
+
+fn commit_target(st: &PartState) -> i64 {
+    let held = st.decoder.oldest_pending().and_then(|p| p.kafka_offset);
+    held.map_or(st.next_offset, |h| h.min(st.next_offset))
+}
+
+async fn writer(
+    mut store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    consumer: Arc<AuditConsumer>,
+    dlq: Option<(String, FutureProducer)>,
+    shared: Arc<Shared>,
+) -> Result<RunStats> {
+    let mut stats = RunStats::default();
+    while let Some(job) = rx.recv().await {
+        metrics()
+            .queue_depth
+            .with_label_values(&["store_writer"])
+            .dec();
+        let r = handle(&mut store, job, &consumer, &dlq, &mut stats).await;
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        r?;
+    }
+    Ok(stats)
+}
+
+async fn handle(
+    store: &mut Store,
+    job: Job,
+    consumer: &AuditConsumer,
+    dlq: &Option<(String, FutureProducer)>,
+    stats: &mut RunStats,
+) -> Result<()> {
+    let (tp, closed, dead, commit_to) = match job {
+        Job::Invalidate => {
+            store.invalidate_keys();
+            return Ok(());
+        }
+        Job::Write {
+            tp,
+            closed,
+            dead,
+            commit_to,
+        } => (tp, closed, dead, commit_to),
+    };
+    // 1. dead letters acknowledged by the broker (retried until they are)
+    if let Some((topic, producer)) = dlq {
+        for d in &dead {
+            let part = tp.1.to_string();
+            let offset = d.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "auditwatch.reason",
+                    value: Some(d.reason.as_bytes()),
+                })
+                .insert(Header {
+                    key: "auditwatch.format",
+                    value: Some(d.format.as_bytes()),
+                })
+                .insert(Header {
+                    key: "auditwatch.source.topic",
+                    value: Some(tp.0.as_bytes()),
+                })
+                .insert(Header {
+                    key: "auditwatch.source.partition",
+                    value: Some(part.as_bytes()),
+                })
+                .insert(Header {
+                    key: "auditwatch.source.offset",
+                    value: Some(offset.as_bytes()),
+                });
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let mut rec = FutureRecord::to(topic)
+                    .payload(&d.payload)
+                    .headers(headers.clone());
+                if let Some(k) = &d.key {
+                    rec = rec.key(k);
+                }
+                match producer.send(rec, Duration::from_secs(5)).await {
+                    Ok(_) => break,
+                    Err((e, _)) => {
+                        tracing::warn!(error = %e, "dead-letter produce failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            metrics().dead_letters.inc();
+        }
+    }
+    // 2. rows durable in the store (retried with backoff: the store may be briefly away)
+    for (table, batch) in [
+        ("quarantine", &closed.quarantine),
+        ("events", &closed.events),
+    ] {
+        let Some(b) = batch else { continue };
+        metrics()
+            .batch_rows
+            .with_label_values(&[table])
+            .observe(b.num_rows() as f64);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let t = Instant::now();
+            let r = if table == "events" {
+                store.append_events(b).await
+            } else {
+                store.append_quarantine(b).await
+            };
+            match r {
+                Ok(s) => {
+                    metrics()
+                        .store_write_seconds
+                        .with_label_values(&[table])
+                        .observe(t.elapsed().as_secs_f64());
+                    if table == "events" {
+                        stats.written += s.written as u64;
+                        stats.duplicates += s.duplicates as u64;
+                        metrics().duplicates.inc_by(s.duplicates as u64);
+                    } else {
+                        stats.quarantined += b.num_rows() as u64;
+                    }
+                    break;
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, table, "store write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    // 3. only now may the offset be committed. `commit_to` is already the *next* offset to
+    //    read (last durable message + 1), which is what rd_kafka_offsets_store expects.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(commit_to))
+        .map_err(kafka_err)?;
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        // e.g. the partition was revoked meanwhile: the next owner re-reads, the store dedups
+        metrics().commit_failures.inc();
+        tracing::debug!(error = %e, topic = tp.0, partition = tp.1, "offset store refused");
+    }
+    Ok(())
+}
