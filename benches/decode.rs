@@ -1,7 +1,8 @@
 //! Decode + normalize to Arrow, against a parse-only reference measured in the same run.
 //!
-//! Reference: `serde_json` into a borrowed struct holding the fields any decoder must read
-//! (no normalization, no redaction checks, no Arrow). Ours: `Decoder::decode_record` into
+//! Reference: `serde_json` into a borrowed struct with the same fields our decoder reads
+//! (bodies and annotations as raw spans, as ours), and nothing else: no UTF-8 pass, no
+//! normalization, no redaction checks, no Arrow. Ours: `Decoder::decode_record` into
 //! the `Batcher`, finishing a `RecordBatch` every 8192 rows. Inputs are realistic ~1.5 KB
 //! Kubernetes events (RequestResponse level with bodies, secrets among them) and Vault
 //! request/response entries with HMAC'd values.
@@ -131,9 +132,30 @@ struct RefK8s<'a> {
     #[serde(borrow)]
     object_ref: Option<RefObj<'a>>,
     #[serde(borrow)]
+    impersonated_user: Option<RefUser<'a>>,
+    #[serde(borrow)]
+    response_status: Option<RefStatus<'a>>,
+    #[serde(borrow)]
     request_object: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow)]
+    response_object: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
     request_received_timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    stage_timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    annotations: Option<&'a serde_json::value::RawValue>,
+}
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct RefStatus<'a> {
+    code: Option<i32>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
@@ -141,7 +163,11 @@ struct RefUser<'a> {
     #[serde(borrow)]
     username: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     groups: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    extra: Option<&'a serde_json::value::RawValue>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
@@ -152,6 +178,10 @@ struct RefObj<'a> {
     namespace: Option<Cow<'a, str>>,
     #[serde(borrow)]
     name: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "apiGroup")]
+    api_group: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    subresource: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
@@ -166,16 +196,34 @@ struct RefVault<'a> {
     request: Option<RefVaultReq<'a>>,
     #[serde(borrow)]
     response: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    error: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
 struct RefVaultAuth<'a> {
     #[serde(borrow)]
+    client_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     display_name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     entity_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    metadata: Option<std::collections::HashMap<Cow<'a, str>, Cow<'a, str>>>,
+    policies: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    metadata: Option<RefVaultMeta<'a>>,
+    #[serde(borrow)]
+    mount_type: Option<Cow<'a, str>>,
+}
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct RefVaultMeta<'a> {
+    #[serde(borrow)]
+    service_account_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    service_account_namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    role_name: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
@@ -188,6 +236,14 @@ struct RefVaultReq<'a> {
     path: Option<Cow<'a, str>>,
     #[serde(borrow)]
     remote_address: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    mount_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    client_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    headers: Option<&'a serde_json::value::RawValue>,
 }
 
 fn parse_only(msgs: &[Vec<u8>], vault: bool) -> usize {

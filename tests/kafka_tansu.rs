@@ -1,0 +1,212 @@
+//! The Kafka pipeline against a real broker process (tansu, a Kafka-compatible broker):
+//! N events produced across several partitions become exactly N unique rows, and a second
+//! consumer group replaying the topic adds none.
+//!
+//! Needs the `tansu` binary: `AUDITWATCH_TANSU_BIN`, else `tansu` on PATH (`.ci/run`
+//! installs tansu 0.6.0). Skips with a notice when neither exists.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use auditwatch::config::{Config, RawConfig, RawTopic};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+struct Broker {
+    child: Child,
+    bootstrap: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tansu_bin() -> Option<String> {
+    if let Some(p) = std::env::var_os("AUDITWATCH_TANSU_BIN") {
+        return Some(p.to_string_lossy().into_owned());
+    }
+    let ok = Command::new("tansu")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    ok.then(|| "tansu".to_string())
+}
+
+fn start_broker(bin: &str) -> Broker {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tansu");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tansu did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Broker {
+        child,
+        bootstrap: format!("127.0.0.1:{port}"),
+    }
+}
+
+fn event(i: usize) -> String {
+    format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"t-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/ns{ns}/secrets/s{i}","verb":"get","user":{{"username":"system:serviceaccount:ns{ns}:app"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"secrets","namespace":"ns{ns}","name":"s{i}","apiVersion":"v1"}},"responseStatus":{{"metadata":{{}},"code":200}},"requestReceivedTimestamp":"2026-11-20T{h:02}:{m:02}:{s:02}.{i:06}Z"}}"#,
+        ns = i % 5,
+        h = (i / 3600) % 24,
+        m = (i / 60) % 60,
+        s = i % 60,
+    )
+}
+
+fn config(bootstrap: &str, data: &std::path::Path, group: &str) -> Config {
+    let mut raw = RawConfig::default();
+    raw.store.data_dir = data.to_path_buf();
+    raw.kafka.bootstrap_servers = bootstrap.into();
+    raw.kafka.group_id = group.into();
+    raw.kafka.topics = vec![RawTopic {
+        name: "audit".into(),
+        format: "auto".into(),
+    }];
+    raw.pipeline.linger = "200ms".into();
+    raw.pipeline.batch_rows = 5000;
+    raw.api.listen = "127.0.0.1:0".into();
+    Config::try_from(raw).unwrap()
+}
+
+fn rows(data: &std::path::Path) -> (i64, i64) {
+    let engine = auditwatch::query::QueryEngine::open(data).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let b = rt
+        .block_on(engine.sql("select count(*), count(distinct event_id) from events"))
+        .unwrap();
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    (
+        b[0].column(0).as_primitive::<Int64Type>().value(0),
+        b[0].column(1).as_primitive::<Int64Type>().value(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_n_events_become_n_unique_rows() {
+    let Some(bin) = tansu_bin() else {
+        println!(
+            "SKIPPED real_broker_n_events_become_n_unique_rows: no tansu binary (set AUDITWATCH_TANSU_BIN)"
+        );
+        return;
+    };
+    let broker = start_broker(&bin);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let topic = NewTopic::new("audit", 4, TopicReplication::Fixed(1));
+    admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap();
+
+    let n = 20_000;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let sends: Vec<_> = (0..n)
+        .map(|i| {
+            let payload = event(i);
+            let key = format!("k{i}");
+            let p = producer.clone();
+            async move {
+                p.send(
+                    FutureRecord::to("audit")
+                        .key(&key)
+                        .payload(&payload)
+                        .partition((i % 4) as i32),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+            }
+        })
+        .collect();
+    for r in futures::future::join_all(sends).await {
+        r.unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    for group in ["first", "replay"] {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let h = tokio::spawn(auditwatch::app::run(
+            config(&broker.bootstrap, &data, group),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if h.is_finished() {
+                break;
+            }
+            let d = data.clone();
+            let (count, _) = tokio::task::spawn_blocking(move || rows(&d)).await.unwrap();
+            let consumed = auditwatch::metrics::metrics()
+                .consumed_messages
+                .with_label_values(&["audit"])
+                .get();
+            let want = if group == "first" {
+                n as u64
+            } else {
+                2 * n as u64
+            };
+            if (count >= n as i64 && consumed >= want) || Instant::now() > deadline {
+                break;
+            }
+        }
+        tx.send(()).ok();
+        let stats = h.await.unwrap().unwrap();
+        assert_eq!(
+            stats.messages, n as u64,
+            "{group}: every message consumed once"
+        );
+        let d = data.clone();
+        let (count, unique) = tokio::task::spawn_blocking(move || rows(&d)).await.unwrap();
+        assert_eq!(
+            (count, unique),
+            (n as i64, n as i64),
+            "{group}: exactly N unique rows"
+        );
+    }
+}
