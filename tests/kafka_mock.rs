@@ -222,22 +222,33 @@ async fn two_instances_with_a_rebalance_mid_stream_lose_and_duplicate_nothing() 
     let data = dir.path().join("store");
 
     let (tx_a, rx_a) = tokio::sync::oneshot::channel::<()>();
-    let a = tokio::spawn(auditwatch::app::run(config(&bootstrap, &data, "aw-pair", ""), async move {
-        let _ = rx_a.await;
-    }));
+    let a = tokio::spawn(auditwatch::app::run(
+        config(&bootstrap, &data, "aw-pair", ""),
+        async move {
+            let _ = rx_a.await;
+        },
+    ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (tx_b, rx_b) = tokio::sync::oneshot::channel::<()>();
-    let b = tokio::spawn(auditwatch::app::run(config(&bootstrap, &data, "aw-pair", ""), async move {
-        let _ = rx_b.await;
-    }));
-    let second: Vec<(usize, Vec<u8>)> = (n / 2..n).map(|i| (i, k8s_event(i).into_bytes())).collect();
+    let b = tokio::spawn(auditwatch::app::run(
+        config(&bootstrap, &data, "aw-pair", ""),
+        async move {
+            let _ = rx_b.await;
+        },
+    ));
+    let second: Vec<(usize, Vec<u8>)> =
+        (n / 2..n).map(|i| (i, k8s_event(i).into_bytes())).collect();
     produce(&bootstrap, &second).await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let d = data.clone();
-        let r = tokio::task::spawn_blocking(move || count(&d, "select count(distinct event_id) from events")).await.unwrap();
+        let r = tokio::task::spawn_blocking(move || {
+            count(&d, "select count(distinct event_id) from events")
+        })
+        .await
+        .unwrap();
         if r >= n as i64 || std::time::Instant::now() > deadline {
             break;
         }
@@ -246,10 +257,16 @@ async fn two_instances_with_a_rebalance_mid_stream_lose_and_duplicate_nothing() 
     tx_a.send(()).unwrap();
     tx_b.send(()).unwrap();
     let (sa, sb) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
-    assert!(sa.messages > 0 && sb.messages > 0, "both members consumed: {sa:?} {sb:?}");
+    assert!(
+        sa.messages > 0 && sb.messages > 0,
+        "both members consumed: {sa:?} {sb:?}"
+    );
     let d = data.clone();
     let (rows, unique) = tokio::task::spawn_blocking(move || {
-        (count(&d, "select count(*) from events"), count(&d, "select count(distinct event_id) from events"))
+        (
+            count(&d, "select count(*) from events"),
+            count(&d, "select count(distinct event_id) from events"),
+        )
     })
     .await
     .unwrap();

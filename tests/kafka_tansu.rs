@@ -210,3 +210,126 @@ async fn real_broker_n_events_become_n_unique_rows() {
         );
     }
 }
+
+/// kill -9 the pipeline process at pseudo-random points while it consumes 200k events,
+/// restart it each time; at the end every event is in the store exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_at_random_points_loses_and_duplicates_nothing() {
+    let Some(bin) = tansu_bin() else {
+        println!(
+            "SKIPPED kill_dash_nine_at_random_points_loses_and_duplicates_nothing: no tansu binary"
+        );
+        return;
+    };
+    let broker = start_broker(&bin);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            [&NewTopic::new("audit", 4, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let n = 200_000;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("linger.ms", "50")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .unwrap();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
+        let sends: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let p = producer.clone();
+                async move {
+                    let payload = event(i);
+                    p.send(
+                        FutureRecord::to("audit")
+                            .key(&format!("k{i}"))
+                            .payload(&payload)
+                            .partition((i % 4) as i32),
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
+                }
+            })
+            .collect();
+        for r in futures::future::join_all(sends).await {
+            r.unwrap();
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let cfg = dir.path().join("aw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\ndata_dir = {:?}\n[kafka]\nbootstrap_servers = {:?}\ngroup_id = \"crashy\"\ntopics = [{{ name = \"audit\", format = \"k8s\" }}]\n[pipeline]\nlinger = \"200ms\"\nbatch_rows = 4096\n[api]\nlisten = \"127.0.0.1:0\"\n",
+            data.display().to_string(),
+            broker.bootstrap
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_auditwatch"))
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut seed: u64 = 0x2545F4914F6CDD1D;
+    let mut kills = 0;
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let mut child = spawn();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let ms = 800 + seed % 2500;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let d = data.clone();
+        let (count, _) = tokio::task::spawn_blocking(move || rows(&d)).await.unwrap();
+        if kills < 5 && count < n as i64 {
+            child.kill().unwrap(); // SIGKILL: no drain, no commit
+            child.wait().unwrap();
+            kills += 1;
+            last = count;
+            continue;
+        }
+        // let the last one finish, then stop it politely
+        while Instant::now() < deadline {
+            let d = data.clone();
+            let (count, _) = tokio::task::spawn_blocking(move || rows(&d)).await.unwrap();
+            if count >= n as i64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        unsafe { libc_kill(child.id() as i32, 15) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "SIGTERM drains and exits 0: {status:?}");
+        break;
+    }
+    assert!(
+        kills >= 3,
+        "the run was killed {kills} times (last seen {last} rows)"
+    );
+    let d = data.clone();
+    let (count, unique) = tokio::task::spawn_blocking(move || rows(&d)).await.unwrap();
+    assert_eq!(unique, n as i64, "no event lost after {kills} kills");
+    assert_eq!(count, n as i64, "no event stored twice after {kills} kills");
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
