@@ -273,3 +273,59 @@ async fn two_instances_with_a_rebalance_mid_stream_lose_and_duplicate_nothing() 
     assert_eq!(unique, n as i64, "no loss");
     assert_eq!(rows, n as i64, "no duplicates");
 }
+
+/// The broker goes away for 30 s mid-stream and comes back: the pipeline keeps retrying
+/// without crashing, and every event is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_for_30s_mid_stream_loses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("k8s-audit", 4, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let n = 2000;
+    let first: Vec<(usize, Vec<u8>)> = (0..n / 2).map(|i| (i, k8s_event(i).into_bytes())).collect();
+    produce(&bootstrap, &first).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(auditwatch::app::run(
+        config(&bootstrap, &data, "aw-outage", ""),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    // let it get going, then take the broker away while it is consuming
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(!h.is_finished(), "the pipeline survives a broker outage");
+    cluster.broker_up(1).unwrap();
+    let second: Vec<(usize, Vec<u8>)> =
+        (n / 2..n).map(|i| (i, k8s_event(i).into_bytes())).collect();
+    produce(&bootstrap, &second).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let d = data.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            count(&d, "select count(distinct event_id) from events")
+        })
+        .await
+        .unwrap();
+        if r >= n as i64 || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.send(()).unwrap();
+    h.await.unwrap().unwrap();
+    let d = data.clone();
+    let (rows, unique) = tokio::task::spawn_blocking(move || {
+        (
+            count(&d, "select count(*) from events"),
+            count(&d, "select count(distinct event_id) from events"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((rows, unique), (n as i64, n as i64));
+}
