@@ -208,6 +208,51 @@ async fn n_messages_become_n_unique_rows_and_bad_ones_go_to_quarantine_and_dlq()
     assert_eq!(rows, n as i64, "replays add no rows");
 }
 
+fn events(range: std::ops::Range<usize>) -> Vec<(usize, Vec<u8>)> {
+    range.map(|i| (i, k8s_event(i).into_bytes())).collect()
+}
+
+type Running = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<auditwatch::Result<auditwatch::source::kafka::RunStats>>,
+);
+
+/// Starts one pipeline; send on the returned channel to stop it.
+fn start(cfg: Config) -> Running {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(auditwatch::app::run(cfg, async move {
+        let _ = rx.await;
+    }));
+    (tx, h)
+}
+
+async fn stop((tx, h): Running) -> auditwatch::source::kafka::RunStats {
+    let _ = tx.send(());
+    h.await.unwrap().unwrap()
+}
+
+/// (rows, distinct event ids) in the store.
+async fn totals(data: &std::path::Path) -> (i64, i64) {
+    let d = data.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        (
+            count(&d, "select count(*) from events"),
+            count(&d, "select count(distinct event_id) from events"),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits (at most 60 s) until the store holds `n` distinct events.
+async fn wait_unique(data: &std::path::Path, n: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while totals(data).await.1 < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 /// Two members of one consumer group, the second joining mid-stream (a rebalance moves
 /// partitions while batches are open): every event ends up in the store exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,65 +261,27 @@ async fn two_instances_with_a_rebalance_mid_stream_lose_and_duplicate_nothing() 
     cluster.create_topic("k8s-audit", 4, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let n = 4000;
-    let first: Vec<(usize, Vec<u8>)> = (0..n / 2).map(|i| (i, k8s_event(i).into_bytes())).collect();
-    produce(&bootstrap, &first).await;
+    produce(&bootstrap, &events(0..n / 2)).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
-
-    let (tx_a, rx_a) = tokio::sync::oneshot::channel::<()>();
-    let a = tokio::spawn(auditwatch::app::run(
-        config(&bootstrap, &data, "aw-pair", ""),
-        async move {
-            let _ = rx_a.await;
-        },
-    ));
+    let a = start(config(&bootstrap, &data, "aw-pair", ""));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (tx_b, rx_b) = tokio::sync::oneshot::channel::<()>();
-    let b = tokio::spawn(auditwatch::app::run(
-        config(&bootstrap, &data, "aw-pair", ""),
-        async move {
-            let _ = rx_b.await;
-        },
-    ));
-    let second: Vec<(usize, Vec<u8>)> =
-        (n / 2..n).map(|i| (i, k8s_event(i).into_bytes())).collect();
-    produce(&bootstrap, &second).await;
-
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let d = data.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            count(&d, "select count(distinct event_id) from events")
-        })
-        .await
-        .unwrap();
-        if r >= n as i64 || std::time::Instant::now() > deadline {
-            break;
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    tx_a.send(()).unwrap();
-    tx_b.send(()).unwrap();
-    let (sa, sb) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+    let b = start(config(&bootstrap, &data, "aw-pair", ""));
+    produce(&bootstrap, &events(n / 2..n)).await;
+    wait_unique(&data, n as i64).await;
+    let (sa, sb) = (stop(a).await, stop(b).await);
     assert!(
         sa.messages > 0 && sb.messages > 0,
         "both members consumed: {sa:?} {sb:?}"
     );
-    let d = data.clone();
-    let (rows, unique) = tokio::task::spawn_blocking(move || {
-        (
-            count(&d, "select count(*) from events"),
-            count(&d, "select count(distinct event_id) from events"),
-        )
-    })
-    .await
-    .unwrap();
-    assert_eq!(unique, n as i64, "no loss");
-    assert_eq!(rows, n as i64, "no duplicates");
+    assert_eq!(
+        totals(&data).await,
+        (n as i64, n as i64),
+        "no loss, no duplicates"
+    );
 }
 
-/// The broker goes away for 30 s mid-stream and comes back: the pipeline keeps retrying
+/// The broker goes away for 30 s mid-run and comes back: the pipeline keeps retrying
 /// without crashing, and every event is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_for_30s_mid_stream_loses_nothing() {
@@ -282,50 +289,20 @@ async fn broker_down_for_30s_mid_stream_loses_nothing() {
     cluster.create_topic("k8s-audit", 4, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let n = 2000;
-    let first: Vec<(usize, Vec<u8>)> = (0..n / 2).map(|i| (i, k8s_event(i).into_bytes())).collect();
-    produce(&bootstrap, &first).await;
+    produce(&bootstrap, &events(0..n / 2)).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let h = tokio::spawn(auditwatch::app::run(
-        config(&bootstrap, &data, "aw-outage", ""),
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    // let it get going, then take the broker away while it is consuming
+    let run = start(config(&bootstrap, &data, "aw-outage", ""));
     tokio::time::sleep(Duration::from_millis(2500)).await;
     cluster.broker_down(1).unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(!h.is_finished(), "the pipeline survives a broker outage");
+    assert!(
+        !run.1.is_finished(),
+        "the pipeline survives a broker outage"
+    );
     cluster.broker_up(1).unwrap();
-    let second: Vec<(usize, Vec<u8>)> =
-        (n / 2..n).map(|i| (i, k8s_event(i).into_bytes())).collect();
-    produce(&bootstrap, &second).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let d = data.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            count(&d, "select count(distinct event_id) from events")
-        })
-        .await
-        .unwrap();
-        if r >= n as i64 || std::time::Instant::now() > deadline {
-            break;
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tx.send(()).unwrap();
-    h.await.unwrap().unwrap();
-    let d = data.clone();
-    let (rows, unique) = tokio::task::spawn_blocking(move || {
-        (
-            count(&d, "select count(*) from events"),
-            count(&d, "select count(distinct event_id) from events"),
-        )
-    })
-    .await
-    .unwrap();
-    assert_eq!((rows, unique), (n as i64, n as i64));
+    produce(&bootstrap, &events(n / 2..n)).await;
+    wait_unique(&data, n as i64).await;
+    stop(run).await;
+    assert_eq!(totals(&data).await, (n as i64, n as i64));
 }
