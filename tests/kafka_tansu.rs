@@ -87,6 +87,19 @@ fn event(i: usize) -> String {
     )
 }
 
+/// Creates the 4-partition `audit` topic.
+async fn create_topic(bootstrap: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let topic = NewTopic::new("audit", 4, TopicReplication::Fixed(1));
+    admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap();
+}
+
 /// Produces events 0..n across 4 partitions, 20k in flight at a time, all acknowledged.
 async fn produce_all(bootstrap: &str, n: usize) {
     let producer: FutureProducer = ClientConfig::new()
@@ -155,15 +168,7 @@ async fn real_broker_n_events_become_n_unique_rows() {
         return;
     };
     let broker = start_broker(&bin);
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .create()
-        .unwrap();
-    let topic = NewTopic::new("audit", 4, TopicReplication::Fixed(1));
-    admin
-        .create_topics([&topic], &AdminOptions::new())
-        .await
-        .unwrap();
+    create_topic(&broker.bootstrap).await;
 
     let n = 20_000;
     produce_all(&broker.bootstrap, n).await;
@@ -231,17 +236,7 @@ async fn kill_dash_nine_at_random_points_loses_and_duplicates_nothing() {
         return;
     };
     let broker = start_broker(&bin);
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .create()
-        .unwrap();
-    admin
-        .create_topics(
-            [&NewTopic::new("audit", 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
+    create_topic(&broker.bootstrap).await;
     let n = 200_000;
     produce_all(&broker.bootstrap, n).await;
 
