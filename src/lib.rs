@@ -31,6 +31,7 @@ pub mod app;
 pub mod batch;
 pub mod config;
 pub mod decode;
+pub mod detect;
 pub mod error;
 pub mod metrics;
 pub mod normalize;

@@ -73,6 +73,62 @@ enum Command {
         format: OutputFormat,
         sql: String,
     },
+    /// Sigma rules: check them, run their tests, or run them over audit files.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Parse rules and check every field against its logsource's schema; exit 1 on errors.
+    Check {
+        #[command(flatten)]
+        rules: RulePaths,
+    },
+    /// Run the tests each rule carries (events that must and must not match).
+    Test {
+        #[command(flatten)]
+        rules: RulePaths,
+        /// Print passing tests too.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Evaluate rules over audit log files and print alerts, one JSON object per line.
+    Run {
+        #[command(flatten)]
+        rules: RulePaths,
+        /// Input format: auto, k8s, vault or openbao.
+        #[arg(long, default_value = "auto")]
+        format: Format,
+        #[arg(long = "input", required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RulePaths {
+    /// Rule files or directories (default: ./rules).
+    paths: Vec<PathBuf>,
+    /// Field mapping (default: the built-in copy of rules/fields.yml).
+    #[arg(long)]
+    fields: Option<PathBuf>,
+}
+
+impl RulePaths {
+    fn resolve(&self) -> anyhow::Result<(Vec<PathBuf>, auditwatch::detect::fields::FieldMap)> {
+        let paths = if self.paths.is_empty() {
+            vec![PathBuf::from("rules")]
+        } else {
+            self.paths.clone()
+        };
+        let fields = match &self.fields {
+            Some(f) => auditwatch::detect::fields::FieldMap::load(f).map_err(anyhow::Error::msg)?,
+            None => auditwatch::detect::fields::FieldMap::builtin(),
+        };
+        Ok((paths, fields))
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -166,6 +222,93 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = std::io::BufWriter::new(stdout.lock());
             rt.block_on(app::query(&data.data_dir, &sql, format, &mut out))
                 .context("query failed")?;
+            out.flush()?;
+        }
+        Command::Rules { cmd } => rules_cmd(cmd)?,
+    }
+    Ok(())
+}
+
+fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<()> {
+    use auditwatch::detect::{Engine, RuleSet, tooling};
+    match cmd {
+        RulesCmd::Check { rules } => {
+            let (paths, fields) = rules.resolve()?;
+            let rs = RuleSet::load(&paths, &fields);
+            let mut diags = rs.diagnostics.clone();
+            diags.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+            for d in &diags {
+                println!("{d}");
+            }
+            println!("{}", tooling::summary(&rs));
+            let errors = rs.errors().count();
+            if errors > 0 {
+                anyhow::bail!("{errors} error(s) in rules");
+            }
+        }
+        RulesCmd::Test { rules, verbose } => {
+            let (paths, fields) = rules.resolve()?;
+            let (rs, outcomes) = tooling::run_tests(&paths, &fields);
+            for d in rs.errors() {
+                println!("{d}");
+            }
+            let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();
+            for o in &outcomes {
+                if !o.passed || verbose {
+                    println!(
+                        "{} {}:{}: {} — {}{}",
+                        if o.passed { "ok  " } else { "FAIL" },
+                        o.file.display(),
+                        o.line,
+                        o.title,
+                        o.name,
+                        if o.detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", o.detail)
+                        }
+                    );
+                }
+            }
+            let untested = rs
+                .rules
+                .iter()
+                .filter(|r| r.standalone && r.meta.tests.is_empty())
+                .count();
+            println!(
+                "{} tests, {} passed, {} failed; {} standalone rules without tests",
+                outcomes.len(),
+                outcomes.len() - failed.len(),
+                failed.len(),
+                untested
+            );
+            if !failed.is_empty() || rs.errors().count() > 0 {
+                anyhow::bail!("rule tests failed");
+            }
+        }
+        RulesCmd::Run {
+            rules,
+            format,
+            inputs,
+        } => {
+            let (paths, fields) = rules.resolve()?;
+            let rs = std::sync::Arc::new(RuleSet::load(&paths, &fields));
+            for d in rs.errors() {
+                eprintln!("{d}");
+            }
+            let mut engine = Engine::new(rs);
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for input in inputs {
+                let bytes = std::fs::read(&input)
+                    .with_context(|| format!("reading {}", input.display()))?;
+                let (batch, _) = tooling::decode_to_batch(&bytes, format);
+                if let Some(b) = batch {
+                    for a in engine.evaluate(&b) {
+                        writeln!(out, "{}", serde_json::to_string(&a)?)?;
+                    }
+                }
+            }
             out.flush()?;
         }
     }

@@ -1,0 +1,1449 @@
+//! Sigma detections compiled into columnar predicates.
+//!
+//! Every field condition becomes a *leaf* (a field and one matcher). Leaves are shared
+//! across all rules: the same `verb = list` is computed once per batch whatever number of
+//! rules use it. A leaf on a column is evaluated over the whole Arrow column (an equality
+//! is a lookup in a per-batch value index; wildcards use Arrow's `like`/`ilike` kernels;
+//! numbers Arrow's comparison kernels) and cached as a bitmap. A leaf on the raw event is
+//! evaluated only for the rows that are still candidates when the condition reaches it
+//! (the parsed raw JSON is cached per row), so cheap column tests act as prefilters.
+//! Conditions are evaluated as bitmap algebra with short-circuits on empty bitmaps.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use chrono::{Datelike, TimeZone, Timelike};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Float64Array, RecordBatch,
+    StringArray,
+};
+use datafusion::arrow::buffer::BooleanBuffer;
+use datafusion::arrow::compute::kernels::{cmp, comparison};
+use datafusion::arrow::compute::{cast, is_not_null, is_null};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+
+use super::fields::{FieldMap, FieldRef, Resolution, column_types};
+use super::sigma::{CmpOp, Cond, Diags, FieldCond, Scalar, Selection, glob_name};
+
+/// A compiled condition tree over leaf ids.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    Leaf(usize),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    Const(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimePart {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+/// One value test.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// Exact string (lowercased unless `cased`).
+    StrEq {
+        value: String,
+        cased: bool,
+    },
+    /// Sigma wildcard pattern (already including contains/startswith/endswith stars).
+    Like {
+        pattern: Wildcard,
+        cased: bool,
+    },
+    Regex(Arc<regex::Regex>),
+    Cidr(ipnet::IpNet),
+    Num {
+        op: CmpOp,
+        value: f64,
+    },
+    Bool(bool),
+    /// The field is missing or null.
+    Null,
+    /// The field is present (`true`) or absent (`false`).
+    Exists(bool),
+    /// The field equals (or contains, starts/ends with) another field of the same event.
+    FieldRef {
+        other: FieldRef,
+        mode: RefMode,
+        cased: bool,
+    },
+    Time {
+        part: TimePart,
+        op: CmpOp,
+        value: i64,
+    },
+    /// Can never match (a type clash reported by `rules check`).
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefMode {
+    Eq,
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+impl Matcher {
+    /// A canonical text used to share identical leaves.
+    fn key(&self) -> String {
+        match self {
+            Matcher::StrEq { value, cased } => format!("eq:{cased}:{value}"),
+            Matcher::Like { pattern, cased } => format!("like:{cased}:{}", pattern.like),
+            Matcher::Regex(r) => format!("re:{}", r.as_str()),
+            Matcher::Cidr(n) => format!("cidr:{n}"),
+            Matcher::Num { op, value } => format!("num:{}:{value}", op.as_str()),
+            Matcher::Bool(b) => format!("bool:{b}"),
+            Matcher::Null => "null".into(),
+            Matcher::Exists(b) => format!("exists:{b}"),
+            Matcher::FieldRef { other, mode, cased } => format!("ref:{other:?}:{mode:?}:{cased}"),
+            Matcher::Time { part, op, value } => format!("time:{part:?}:{}:{value}", op.as_str()),
+            Matcher::Never => "never".into(),
+        }
+    }
+
+    /// Relative cost, to order the children of `and`/`or`: cheap prefilters first.
+    fn cost(&self, field: &FieldRef) -> u32 {
+        let base = match field {
+            FieldRef::Raw(_) => 100,
+            FieldRef::Coalesce(_) => 3,
+            FieldRef::Column(_) => 1,
+        };
+        base * match self {
+            Matcher::StrEq { .. } | Matcher::Bool(_) | Matcher::Null | Matcher::Exists(_) => 1,
+            Matcher::Num { .. } | Matcher::Time { .. } => 2,
+            Matcher::Like { .. } => 4,
+            Matcher::Cidr(_) | Matcher::FieldRef { .. } => 8,
+            Matcher::Regex(_) => 16,
+            Matcher::Never => 0,
+        }
+    }
+}
+
+/// A Sigma wildcard value: `*` any run, `?` one character, `\` escapes.
+#[derive(Debug, Clone)]
+pub struct Wildcard {
+    tokens: Vec<WTok>,
+    /// The same pattern in SQL LIKE syntax with `\` escapes, for Arrow's kernels.
+    like: String,
+    /// The pattern is only stars: any non-null value.
+    any: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum WTok {
+    Lit(String),
+    Star,
+    One,
+}
+
+impl Wildcard {
+    /// Parses a Sigma value; returns `None` when it has no wildcard (an exact match).
+    pub fn parse(value: &str, prefix_star: bool, suffix_star: bool) -> (Option<Wildcard>, String) {
+        let mut tokens = Vec::new();
+        let mut lit = String::new();
+        let mut plain = String::new();
+        let mut wild = false;
+        if prefix_star {
+            tokens.push(WTok::Star);
+            wild = true;
+        }
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.peek() {
+                    Some(&n @ ('*' | '?' | '\\')) => {
+                        chars.next();
+                        lit.push(n);
+                        plain.push(n);
+                    }
+                    _ => {
+                        lit.push('\\');
+                        plain.push('\\');
+                    }
+                },
+                '*' | '?' => {
+                    if !lit.is_empty() {
+                        tokens.push(WTok::Lit(std::mem::take(&mut lit)));
+                    }
+                    tokens.push(if c == '*' { WTok::Star } else { WTok::One });
+                    wild = true;
+                }
+                _ => {
+                    lit.push(c);
+                    plain.push(c);
+                }
+            }
+        }
+        if !lit.is_empty() {
+            tokens.push(WTok::Lit(lit));
+        }
+        if suffix_star {
+            tokens.push(WTok::Star);
+            wild = true;
+        }
+        if !wild {
+            return (None, plain);
+        }
+        let mut like = String::new();
+        for t in &tokens {
+            match t {
+                WTok::Star => like.push('%'),
+                WTok::One => like.push('_'),
+                WTok::Lit(s) => {
+                    for c in s.chars() {
+                        if matches!(c, '%' | '_' | '\\') {
+                            like.push('\\');
+                        }
+                        like.push(c);
+                    }
+                }
+            }
+        }
+        let any = tokens.iter().all(|t| *t == WTok::Star);
+        (Some(Wildcard { tokens, like, any }), plain)
+    }
+
+    fn lowercase(mut self) -> Wildcard {
+        for t in &mut self.tokens {
+            if let WTok::Lit(s) = t {
+                *s = s.to_lowercase();
+            }
+        }
+        self
+    }
+
+    /// Glob match of already case-folded text (iterative, with star backtracking).
+    pub fn matches(&self, text: &str) -> bool {
+        fn go(toks: &[WTok], text: &str) -> bool {
+            match toks.split_first() {
+                None => text.is_empty(),
+                Some((WTok::Lit(l), rest)) => {
+                    text.strip_prefix(l.as_str()).is_some_and(|t| go(rest, t))
+                }
+                Some((WTok::One, rest)) => {
+                    let mut c = text.chars();
+                    c.next().is_some() && go(rest, c.as_str())
+                }
+                Some((WTok::Star, rest)) => {
+                    if rest.is_empty() {
+                        return true;
+                    }
+                    // next literal: jump between its occurrences
+                    if let Some(WTok::Lit(l)) = rest.first() {
+                        let mut start = 0;
+                        while let Some(i) = text[start..].find(l.as_str()) {
+                            if go(rest, &text[start + i..]) {
+                                return true;
+                            }
+                            start += i + l.chars().next().map_or(1, char::len_utf8);
+                        }
+                        return false;
+                    }
+                    let mut t = text;
+                    loop {
+                        if go(rest, t) {
+                            return true;
+                        }
+                        let mut c = t.chars();
+                        if c.next().is_none() {
+                            return false;
+                        }
+                        t = c.as_str();
+                    }
+                }
+            }
+        }
+        go(&self.tokens, text)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub field: FieldRef,
+    pub matcher: Matcher,
+}
+
+/// All leaves of a rule set, deduplicated.
+#[derive(Debug, Default)]
+pub struct Leaves {
+    pub leaves: Vec<Leaf>,
+    ids: HashMap<(FieldRef, String), usize>,
+}
+
+impl Leaves {
+    fn intern(&mut self, field: FieldRef, matcher: Matcher) -> usize {
+        let key = (field.clone(), matcher.key());
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        self.leaves.push(Leaf { field, matcher });
+        self.ids.insert(key, self.leaves.len() - 1);
+        self.leaves.len() - 1
+    }
+
+    fn cost(&self, e: &Expr) -> u32 {
+        match e {
+            Expr::Leaf(i) => {
+                let l = &self.leaves[*i];
+                l.matcher.cost(&l.field)
+            }
+            Expr::And(v) | Expr::Or(v) => v.iter().map(|c| self.cost(c)).sum(),
+            Expr::Not(c) => self.cost(c),
+            Expr::Const(_) => 0,
+        }
+    }
+}
+
+/// Compiles a detection (selections + condition) for one logsource product.
+pub struct Compiler<'a> {
+    pub leaves: &'a mut Leaves,
+    pub fields: &'a FieldMap,
+    pub product: Option<&'a str>,
+    pub columns: HashMap<String, DataType>,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(leaves: &'a mut Leaves, fields: &'a FieldMap, product: Option<&'a str>) -> Self {
+        Compiler {
+            leaves,
+            fields,
+            product,
+            columns: column_types(),
+        }
+    }
+
+    /// The condition as an expression; `None` when a selection could not compile (errors
+    /// already reported).
+    pub fn detection(
+        &mut self,
+        selections: &[(String, Selection)],
+        cond: &Cond,
+        d: &mut Diags,
+    ) -> Option<Expr> {
+        let mut compiled = HashMap::new();
+        let mut ok = true;
+        for (name, sel) in selections {
+            match self.selection(sel, d) {
+                Some(e) => {
+                    compiled.insert(name.clone(), e);
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let names: Vec<&String> = selections.iter().map(|(n, _)| n).collect();
+        let e = self.cond(cond, &compiled, &names);
+        Some(self.order(e))
+    }
+
+    fn cond(&self, c: &Cond, sels: &HashMap<String, Expr>, names: &[&String]) -> Expr {
+        let pick = |p: &str| -> Vec<Expr> {
+            names
+                .iter()
+                // `them` covers every identifier except those starting with `_` (spec)
+                .filter(|n| {
+                    if p == "them" {
+                        !n.starts_with('_')
+                    } else {
+                        glob_name(p, n)
+                    }
+                })
+                .filter_map(|n| sels.get(n.as_str()).cloned())
+                .collect()
+        };
+        match c {
+            Cond::Sel(s) => sels.get(s).cloned().unwrap_or(Expr::Const(false)),
+            Cond::And(v) => Expr::And(v.iter().map(|c| self.cond(c, sels, names)).collect()),
+            Cond::Or(v) => Expr::Or(v.iter().map(|c| self.cond(c, sels, names)).collect()),
+            Cond::Not(c) => Expr::Not(Box::new(self.cond(c, sels, names))),
+            Cond::OneOf(p) => Expr::Or(pick(p)),
+            Cond::AllOf(p) => Expr::And(pick(p)),
+        }
+    }
+
+    /// Flattens nested and/or and puts cheap children first.
+    pub fn order(&self, e: Expr) -> Expr {
+        match e {
+            Expr::And(v) | Expr::Or(v) if v.len() == 1 => {
+                self.order(v.into_iter().next().unwrap_or(Expr::Const(true)))
+            }
+            Expr::And(v) => {
+                let mut out = Vec::new();
+                for c in v {
+                    match self.order(c) {
+                        Expr::And(inner) => out.extend(inner),
+                        other => out.push(other),
+                    }
+                }
+                out.sort_by_key(|c| self.leaves.cost(c));
+                Expr::And(out)
+            }
+            Expr::Or(v) => {
+                let mut out = Vec::new();
+                for c in v {
+                    match self.order(c) {
+                        Expr::Or(inner) => out.extend(inner),
+                        other => out.push(other),
+                    }
+                }
+                out.sort_by_key(|c| self.leaves.cost(c));
+                Expr::Or(out)
+            }
+            Expr::Not(c) => Expr::Not(Box::new(self.order(*c))),
+            other => other,
+        }
+    }
+
+    fn selection(&mut self, sel: &Selection, d: &mut Diags) -> Option<Expr> {
+        match sel {
+            Selection::AllOf(conds) => {
+                let mut v = Vec::new();
+                for c in conds {
+                    v.push(self.field_cond(c, d)?);
+                }
+                Some(Expr::And(v))
+            }
+            Selection::AnyOf(alts) => {
+                let mut v = Vec::new();
+                for a in alts {
+                    v.push(self.selection(a, d)?);
+                }
+                Some(Expr::Or(v))
+            }
+            Selection::Keywords(words, _) => {
+                // full-text search of the (redacted) raw event
+                let v = words
+                    .iter()
+                    .map(|w| {
+                        let (p, _) = Wildcard::parse(&w.text(), true, true);
+                        let p = p.expect("stars were added").lowercase();
+                        let m = Matcher::Like {
+                            pattern: p,
+                            cased: false,
+                        };
+                        Expr::Leaf(self.leaves.intern(FieldRef::Column("raw".into()), m))
+                    })
+                    .collect();
+                Some(Expr::Or(v))
+            }
+        }
+    }
+
+    /// One `field|modifiers: values` entry.
+    pub fn field_cond(&mut self, c: &FieldCond, d: &mut Diags) -> Option<Expr> {
+        let (field, res) = self.fields.resolve(self.product, &c.field);
+        if c.field.is_empty() {
+            d.error(c.line, "empty field name");
+            return None;
+        }
+        let col_type = match &field {
+            FieldRef::Column(col) => self.columns.get(col).cloned(),
+            FieldRef::Coalesce(_) => Some(DataType::Utf8),
+            FieldRef::Raw(_) => None,
+        };
+        if res == Resolution::UnknownRaw {
+            d.warn(
+                c.line,
+                format!(
+                    "field `{}` is not a column, not in rules/fields.yml and not part of {} audit events: it is read from the raw event and may never exist",
+                    c.field,
+                    self.product.unwrap_or("these")
+                ),
+            );
+        }
+        let mut m = Mods::default();
+        for md in &c.modifiers {
+            match md.as_str() {
+                "contains" => m.contains = true,
+                "startswith" => m.startswith = true,
+                "endswith" => m.endswith = true,
+                "all" => m.all = true,
+                "re" => m.re = true,
+                "i" => m.re_i = true,
+                "m" => m.re_m = true,
+                "s" => m.re_s = true,
+                "cidr" => m.cidr = true,
+                "base64" => m.base64 = true,
+                "base64offset" => m.base64offset = true,
+                "exists" => m.exists = true,
+                "cased" => m.cased = true,
+                "neq" => m.neq = true,
+                "fieldref" => m.fieldref = true,
+                "lt" => m.cmp = Some(CmpOp::Lt),
+                "lte" => m.cmp = Some(CmpOp::Lte),
+                "gt" => m.cmp = Some(CmpOp::Gt),
+                "gte" => m.cmp = Some(CmpOp::Gte),
+                "minute" => m.time = Some(TimePart::Minute),
+                "hour" => m.time = Some(TimePart::Hour),
+                "day" => m.time = Some(TimePart::Day),
+                "week" => m.time = Some(TimePart::Week),
+                "month" => m.time = Some(TimePart::Month),
+                "year" => m.time = Some(TimePart::Year),
+                other => {
+                    d.error(
+                        c.line,
+                        format!("modifier `{other}` is not supported (audit events are JSON, not Windows command lines)"),
+                    );
+                    return None;
+                }
+            }
+        }
+        if c.values.is_empty() {
+            d.error(c.line, format!("`{}` has no values", c.field));
+            return None;
+        }
+        if m.all && c.values.len() == 1 {
+            d.warn(c.line, "`all` with a single value has no effect");
+        }
+        if (m.re_i || m.re_m || m.re_s) && !m.re {
+            d.error(c.line, "`i`, `m`, `s` are sub-modifiers of `re`");
+            return None;
+        }
+        let mut leaves = Vec::new();
+        for v in &c.values {
+            let ms = self.matchers(&c.field, &field, col_type.as_ref(), &m, v, c.line, d)?;
+            let ids: Vec<Expr> = ms
+                .into_iter()
+                .map(|mt| Expr::Leaf(self.leaves.intern(field.clone(), mt)))
+                .collect();
+            // base64offset yields three encodings: any of them
+            leaves.push(if ids.len() == 1 {
+                ids.into_iter().next()?
+            } else {
+                Expr::Or(ids)
+            });
+        }
+        let e = if m.all {
+            Expr::And(leaves)
+        } else {
+            Expr::Or(leaves)
+        };
+        Some(if m.neq { Expr::Not(Box::new(e)) } else { e })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn matchers(
+        &self,
+        name: &str,
+        field: &FieldRef,
+        col_type: Option<&DataType>,
+        m: &Mods,
+        v: &Scalar,
+        line: usize,
+        d: &mut Diags,
+    ) -> Option<Vec<Matcher>> {
+        if m.exists {
+            return match v {
+                Scalar::Bool(b) => Some(vec![Matcher::Exists(*b)]),
+                _ => {
+                    d.error(line, "`exists` takes true or false");
+                    None
+                }
+            };
+        }
+        if *v == Scalar::Null {
+            return Some(vec![Matcher::Null]);
+        }
+        if let Some(part) = m.time {
+            if !matches!(col_type, Some(DataType::Timestamp(..))) {
+                d.error(
+                    line,
+                    format!("time modifiers need a timestamp field; `{name}` is not one"),
+                );
+                return None;
+            }
+            let Some(value) = v.text().parse::<i64>().ok() else {
+                d.error(line, "time modifiers compare with an integer");
+                return None;
+            };
+            let op = if m.neq {
+                CmpOp::Eq
+            } else {
+                m.cmp.unwrap_or(CmpOp::Eq)
+            };
+            return Some(vec![Matcher::Time { part, op, value }]);
+        }
+        if let Some(op) = m.cmp {
+            let Some(value) = v.text().parse::<f64>().ok() else {
+                d.error(
+                    line,
+                    format!(
+                        "`{}` compares numbers; `{}` is not one",
+                        op.as_str(),
+                        v.text()
+                    ),
+                );
+                return None;
+            };
+            if let Some(t) = col_type
+                && !t.is_numeric()
+            {
+                d.warn(
+                    line,
+                    format!("`{name}` is a {t} column; numeric comparison parses its text"),
+                );
+            }
+            return Some(vec![Matcher::Num { op, value }]);
+        }
+        if m.fieldref {
+            let (other, _) = self.fields.resolve(self.product, &v.text());
+            let mode = if m.contains {
+                RefMode::Contains
+            } else if m.startswith {
+                RefMode::StartsWith
+            } else if m.endswith {
+                RefMode::EndsWith
+            } else {
+                RefMode::Eq
+            };
+            return Some(vec![Matcher::FieldRef {
+                other,
+                mode,
+                cased: m.cased,
+            }]);
+        }
+        if m.cidr {
+            return match v.text().parse::<ipnet::IpNet>() {
+                Ok(n) => Some(vec![Matcher::Cidr(n)]),
+                Err(_) => {
+                    d.error(line, format!("`{}` is not a CIDR range", v.text()));
+                    None
+                }
+            };
+        }
+        if m.re {
+            let mut p = String::new();
+            if m.re_i {
+                p.push_str("(?i)");
+            }
+            if m.re_m {
+                p.push_str("(?m)");
+            }
+            if m.re_s {
+                p.push_str("(?s)");
+            }
+            p.push_str(&v.text());
+            return match regex::RegexBuilder::new(&p).size_limit(1 << 20).build() {
+                Ok(r) => Some(vec![Matcher::Regex(Arc::new(r))]),
+                Err(e) => {
+                    d.error(line, format!("invalid regular expression: {e}"));
+                    None
+                }
+            };
+        }
+        if let Scalar::Bool(b) = v {
+            return Some(vec![match col_type {
+                Some(DataType::Boolean) | None => Matcher::Bool(*b),
+                Some(_) => Matcher::StrEq {
+                    value: b.to_string(),
+                    cased: false,
+                },
+            }]);
+        }
+        // strings (and numbers written as values)
+        let text = v.text();
+        let encoded: Vec<String> = if m.base64offset {
+            base64_offsets(&text)
+        } else if m.base64 {
+            vec![base64::engine::general_purpose::STANDARD.encode(text.as_bytes())]
+        } else {
+            vec![text]
+        };
+        let mut out = Vec::new();
+        for t in encoded {
+            let pre = m.contains || m.endswith || m.base64offset;
+            let post = m.contains || m.startswith || m.base64offset;
+            // base64 output contains no wildcards; escape nothing else
+            let (wild, plain) = if m.base64 || m.base64offset {
+                Wildcard::parse(&t.replace('\\', "\\\\"), pre, post)
+            } else {
+                Wildcard::parse(&t, pre, post)
+            };
+            let cased = m.cased || m.base64 || m.base64offset;
+            match col_type {
+                Some(t) if t.is_integer() || t.is_floating() => {
+                    match (wild, plain.parse::<f64>()) {
+                        (None, Ok(n)) => out.push(Matcher::Num {
+                            op: CmpOp::Eq,
+                            value: n,
+                        }),
+                        (Some(p), _) => out.push(Matcher::Like {
+                            pattern: p,
+                            cased: true,
+                        }),
+                        (None, Err(_)) => {
+                            d.error(
+                            line,
+                            format!(
+                                "`{name}: '{plain}'` can never match: `{name}` is an integer field ({})",
+                                col_name(field)
+                            ),
+                        );
+                            out.push(Matcher::Never);
+                        }
+                    }
+                }
+                Some(DataType::Boolean) => match plain.to_lowercase().as_str() {
+                    "true" => out.push(Matcher::Bool(true)),
+                    "false" => out.push(Matcher::Bool(false)),
+                    _ => {
+                        d.error(
+                            line,
+                            format!("`{name}` is a boolean field; `{plain}` can never match"),
+                        );
+                        out.push(Matcher::Never);
+                    }
+                },
+                Some(DataType::Timestamp(..)) => {
+                    d.error(
+                        line,
+                        format!(
+                            "`{name}` is a timestamp: compare it with the hour/day/… modifiers"
+                        ),
+                    );
+                    out.push(Matcher::Never);
+                }
+                _ => out.push(match wild {
+                    Some(p) => Matcher::Like {
+                        pattern: if cased { p } else { p.lowercase() },
+                        cased,
+                    },
+                    None => Matcher::StrEq {
+                        value: if cased { plain } else { plain.to_lowercase() },
+                        cased,
+                    },
+                }),
+            }
+        }
+        Some(out)
+    }
+}
+
+fn col_name(f: &FieldRef) -> String {
+    match f {
+        FieldRef::Column(c) => format!("column {c}"),
+        FieldRef::Coalesce(c) => c.join(","),
+        FieldRef::Raw(p) => p.clone(),
+    }
+}
+
+/// The three base64 renderings of a value at byte offsets 0, 1, 2 of the encoded stream,
+/// with the characters that depend on unknown neighbours cut off.
+fn base64_offsets(v: &str) -> Vec<String> {
+    let e = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let bytes = v.as_bytes();
+    let mut out = Vec::new();
+    for shift in 0..3usize {
+        let mut padded = vec![0u8; shift];
+        padded.extend_from_slice(bytes);
+        let enc = e(&padded);
+        let start = [0, 2, 3][shift];
+        let end_cut = [0, 3, 2][(bytes.len() + shift) % 3];
+        let enc = enc.trim_end_matches('=');
+        let end = enc.len().saturating_sub(end_cut);
+        if start < end {
+            out.push(enc[start..end].to_string());
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Mods {
+    contains: bool,
+    startswith: bool,
+    endswith: bool,
+    all: bool,
+    re: bool,
+    re_i: bool,
+    re_m: bool,
+    re_s: bool,
+    cidr: bool,
+    base64: bool,
+    base64offset: bool,
+    exists: bool,
+    cased: bool,
+    neq: bool,
+    fieldref: bool,
+    cmp: Option<CmpOp>,
+    time: Option<TimePart>,
+}
+
+// ---------------------------------------------------------------- evaluation
+
+/// Per-batch evaluation state: cached leaf bitmaps, value indexes, parsed raw events.
+pub struct BatchEval<'b> {
+    pub batch: &'b RecordBatch,
+    pub rows: usize,
+    leaves: &'b [Leaf],
+    full: Vec<Option<BooleanBuffer>>,
+    /// Raw-field leaves: (rows computed, result) bitmaps.
+    partial: Vec<Option<(Vec<bool>, Vec<bool>)>>,
+    indexes: HashMap<(String, bool), HashMap<Box<str>, Vec<u32>>>,
+    coalesced: HashMap<Vec<String>, ArrayRef>,
+    raw_json: Vec<Option<Option<serde_json::Value>>>,
+}
+
+/// A value of a field in one row, as `rules` and correlations see it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    /// JSON object/array text.
+    Other(String),
+}
+
+impl FieldValue {
+    pub fn text(&self) -> String {
+        match self {
+            FieldValue::Str(s) | FieldValue::Other(s) => s.clone(),
+            FieldValue::Num(n) => {
+                if n.fract() == 0.0 && n.abs() < 1e15 {
+                    format!("{}", *n as i64)
+                } else {
+                    n.to_string()
+                }
+            }
+            FieldValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+impl<'b> BatchEval<'b> {
+    pub fn new(batch: &'b RecordBatch, leaves: &'b [Leaf]) -> Self {
+        BatchEval {
+            batch,
+            rows: batch.num_rows(),
+            leaves,
+            full: vec![None; leaves.len()],
+            partial: vec![None; leaves.len()],
+            indexes: HashMap::new(),
+            coalesced: HashMap::new(),
+            raw_json: vec![None; batch.num_rows()],
+        }
+    }
+
+    pub fn all(&self) -> BooleanBuffer {
+        BooleanBuffer::new_set(self.rows)
+    }
+
+    pub fn none(&self) -> BooleanBuffer {
+        BooleanBuffer::new_unset(self.rows)
+    }
+
+    /// Rows of `cand` for which `e` holds.
+    pub fn eval(&mut self, e: &Expr, cand: &BooleanBuffer) -> BooleanBuffer {
+        match e {
+            Expr::Const(true) => cand.clone(),
+            Expr::Const(false) => self.none(),
+            Expr::And(v) => {
+                let mut r = cand.clone();
+                for c in v {
+                    if r.count_set_bits() == 0 {
+                        break;
+                    }
+                    r = self.eval(c, &r);
+                }
+                r
+            }
+            Expr::Or(v) => {
+                let mut acc = self.none();
+                let mut rest = cand.clone();
+                for c in v {
+                    if rest.count_set_bits() == 0 {
+                        break;
+                    }
+                    let hit = self.eval(c, &rest);
+                    acc = &acc | &hit;
+                    rest = &rest & &!&hit;
+                }
+                acc
+            }
+            Expr::Not(c) => {
+                let hit = self.eval(c, cand);
+                cand & &!&hit
+            }
+            Expr::Leaf(i) => self.leaf(*i, cand),
+        }
+    }
+
+    fn leaf(&mut self, i: usize, cand: &BooleanBuffer) -> BooleanBuffer {
+        let leaf = &self.leaves[i];
+        if let FieldRef::Raw(path) = &leaf.field {
+            return self.raw_leaf(i, path.clone(), cand);
+        }
+        if let Matcher::FieldRef { .. } = leaf.matcher {
+            return self.rowwise_leaf(i, cand);
+        }
+        if self.full[i].is_none() {
+            let r = self.column_leaf(i);
+            self.full[i] = Some(r);
+        }
+        self.full[i]
+            .as_ref()
+            .map_or_else(|| self.none(), |r| r & cand)
+    }
+
+    fn column_array(&mut self, f: &FieldRef) -> Option<ArrayRef> {
+        match f {
+            FieldRef::Column(c) => self.batch.column_by_name(c).cloned(),
+            FieldRef::Coalesce(cols) => {
+                if let Some(a) = self.coalesced.get(cols) {
+                    return Some(a.clone());
+                }
+                let arrays: Vec<ArrayRef> = cols
+                    .iter()
+                    .filter_map(|c| self.batch.column_by_name(c).cloned())
+                    .collect();
+                let strs: Vec<&StringArray> = arrays
+                    .iter()
+                    .filter_map(|a| a.as_string_opt::<i32>())
+                    .collect();
+                let out: StringArray = (0..self.rows)
+                    .map(|r| strs.iter().find(|a| a.is_valid(r)).map(|a| a.value(r)))
+                    .collect();
+                let out: ArrayRef = Arc::new(out);
+                self.coalesced.insert(cols.clone(), out.clone());
+                Some(out)
+            }
+            FieldRef::Raw(_) => None,
+        }
+    }
+
+    fn column_leaf(&mut self, i: usize) -> BooleanBuffer {
+        let leaf = self.leaves[i].clone();
+        let Some(arr) = self.column_array(&leaf.field) else {
+            // a column this batch does not have: only "missing" tests hold
+            return match leaf.matcher {
+                Matcher::Null | Matcher::Exists(false) => self.all(),
+                _ => self.none(),
+            };
+        };
+        let key = match &leaf.field {
+            FieldRef::Column(c) => Some(c.clone()),
+            _ => None,
+        };
+        self.array_leaf(&arr, &leaf.matcher, key)
+    }
+
+    fn array_leaf(
+        &mut self,
+        arr: &ArrayRef,
+        m: &Matcher,
+        index_key: Option<String>,
+    ) -> BooleanBuffer {
+        match m {
+            Matcher::Never => return self.none(),
+            Matcher::Null | Matcher::Exists(false) => return mask(&is_null(arr).expect("is_null")),
+            Matcher::Exists(true) => return mask(&is_not_null(arr).expect("is_not_null")),
+            _ => {}
+        }
+        match arr.data_type() {
+            DataType::Utf8 => self.utf8_leaf(arr.as_string::<i32>(), m, index_key),
+            DataType::List(_) => {
+                let list = arr.as_list::<i32>();
+                let values = list.values().clone();
+                let inner = self.array_leaf(&values, m, None);
+                let mut b = BooleanBufferBuilder::new(list.len());
+                let offs = list.value_offsets();
+                for r in 0..list.len() {
+                    let (s, e) = (offs[r] as usize, offs[r + 1] as usize);
+                    b.append(list.is_valid(r) && (s..e).any(|k| inner.value(k)));
+                }
+                b.finish()
+            }
+            DataType::Boolean => match m {
+                Matcher::Bool(v) => {
+                    let a = arr.as_boolean();
+                    let r = cmp::eq(a, &BooleanArray::new_scalar(*v)).expect("bool eq");
+                    mask(&r)
+                }
+                _ => self.none(),
+            },
+            DataType::Timestamp(TimeUnit::Microsecond, _) => match m {
+                Matcher::Time { part, op, value } => {
+                    let a = arr
+                        .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+                    let mut b = BooleanBufferBuilder::new(a.len());
+                    for r in 0..a.len() {
+                        b.append(
+                            a.is_valid(r) && {
+                                let p = time_part(a.value(r), *part);
+                                op.holds(p as f64, *value as f64)
+                            },
+                        );
+                    }
+                    b.finish()
+                }
+                _ => self.none(),
+            },
+            t if t.is_numeric() => match m {
+                Matcher::Num { op, value } => {
+                    let f = cast(arr, &DataType::Float64).expect("numeric cast");
+                    let s = Float64Array::new_scalar(*value);
+                    let r = match op {
+                        CmpOp::Eq => cmp::eq(&f, &s),
+                        CmpOp::Neq => cmp::neq(&f, &s),
+                        CmpOp::Lt => cmp::lt(&f, &s),
+                        CmpOp::Lte => cmp::lt_eq(&f, &s),
+                        CmpOp::Gt => cmp::gt(&f, &s),
+                        CmpOp::Gte => cmp::gt_eq(&f, &s),
+                    };
+                    mask(&r.expect("numeric compare"))
+                }
+                Matcher::Like { .. } | Matcher::StrEq { .. } | Matcher::Regex(_) => {
+                    let s = cast(arr, &DataType::Utf8).expect("cast to text");
+                    self.utf8_leaf(s.as_string::<i32>(), m, None)
+                }
+                _ => self.none(),
+            },
+            _ => self.none(),
+        }
+    }
+
+    fn utf8_leaf(
+        &mut self,
+        a: &StringArray,
+        m: &Matcher,
+        index_key: Option<String>,
+    ) -> BooleanBuffer {
+        match m {
+            Matcher::StrEq { value, cased } => {
+                if let Some(col) = index_key {
+                    let idx = self
+                        .indexes
+                        .entry((col, *cased))
+                        .or_insert_with(|| build_index(a, *cased));
+                    let mut b = BooleanBufferBuilder::new(a.len());
+                    b.append_n(a.len(), false);
+                    if let Some(rows) = idx.get(value.as_str()) {
+                        for &r in rows {
+                            b.set_bit(r as usize, true);
+                        }
+                    }
+                    return b.finish();
+                }
+                let s = StringArray::new_scalar(escape_like(value));
+                let r = if *cased {
+                    comparison::like(a, &s)
+                } else {
+                    comparison::ilike(a, &s)
+                };
+                mask(&r.expect("like"))
+            }
+            Matcher::Like { pattern, cased } => {
+                if pattern.any {
+                    return mask(&is_not_null(a).expect("is_not_null"));
+                }
+                let s = StringArray::new_scalar(pattern.like.as_str());
+                let r = if *cased {
+                    comparison::like(a, &s)
+                } else {
+                    comparison::ilike(a, &s)
+                };
+                mask(&r.expect("like"))
+            }
+            _ => {
+                let mut b = BooleanBufferBuilder::new(a.len());
+                for r in 0..a.len() {
+                    b.append(a.is_valid(r) && match_str(m, a.value(r)));
+                }
+                b.finish()
+            }
+        }
+    }
+
+    /// Parsed raw event of a row (cached; `None` when it is not JSON).
+    fn raw(&mut self, row: usize) -> Option<&serde_json::Value> {
+        if self.raw_json[row].is_none() {
+            let v = self
+                .batch
+                .column_by_name("raw")
+                .and_then(|c| c.as_string_opt::<i32>().map(|a| a.value(row).to_string()))
+                .and_then(|t| serde_json::from_str(&t).ok());
+            self.raw_json[row] = Some(v);
+        }
+        self.raw_json[row].as_ref().and_then(|v| v.as_ref())
+    }
+
+    fn raw_leaf(&mut self, i: usize, path: String, cand: &BooleanBuffer) -> BooleanBuffer {
+        let n = self.rows;
+        let (mut done, mut val) = self.partial[i]
+            .take()
+            .unwrap_or_else(|| (vec![false; n], vec![false; n]));
+        let m = self.leaves[i].matcher.clone();
+        for r in cand.set_indices() {
+            if done[r] {
+                continue;
+            }
+            done[r] = true;
+            let other = match &m {
+                Matcher::FieldRef { other, .. } => Some(self.values(other, r)),
+                _ => None,
+            };
+            let hit = match self.raw(r) {
+                Some(j) => {
+                    let mut found = Vec::new();
+                    resolve_path(j, &path, &mut found);
+                    match_json(&m, &found, other.as_deref())
+                }
+                None => matches!(m, Matcher::Null | Matcher::Exists(false)),
+            };
+            val[r] = hit;
+        }
+        let mut b = BooleanBufferBuilder::new(n);
+        for r in 0..n {
+            b.append(val[r] && cand.value(r));
+        }
+        self.partial[i] = Some((done, val));
+        b.finish()
+    }
+
+    /// Leaves that compare two fields of the same row.
+    fn rowwise_leaf(&mut self, i: usize, cand: &BooleanBuffer) -> BooleanBuffer {
+        let leaf = self.leaves[i].clone();
+        let mut b = BooleanBufferBuilder::new(self.rows);
+        b.append_n(self.rows, false);
+        for r in cand.set_indices() {
+            let mine = self.values(&leaf.field, r);
+            let Matcher::FieldRef { other, .. } = &leaf.matcher else {
+                continue;
+            };
+            let theirs = self.values(other, r);
+            let found: Vec<serde_json::Value> = mine
+                .iter()
+                .map(|v| serde_json::Value::String(v.text()))
+                .collect();
+            let refs: Vec<&serde_json::Value> = found.iter().collect();
+            if match_json(&leaf.matcher, &refs, Some(&theirs)) {
+                b.set_bit(r, true);
+            }
+        }
+        b.finish()
+    }
+
+    /// Values of a field in one row (a raw path may yield several).
+    pub fn values(&mut self, f: &FieldRef, row: usize) -> Vec<FieldValue> {
+        match f {
+            FieldRef::Raw(path) => {
+                let Some(j) = self.raw(row) else {
+                    return vec![];
+                };
+                let mut found = Vec::new();
+                resolve_path(j, path, &mut found);
+                found.into_iter().filter_map(json_value).collect()
+            }
+            _ => {
+                let Some(arr) = self.column_array(f) else {
+                    return vec![];
+                };
+                array_values(&arr, row)
+            }
+        }
+    }
+
+    /// The first value of a field as text (group-by keys, explanations).
+    pub fn text(&mut self, f: &FieldRef, row: usize) -> Option<String> {
+        let v = self.values(f, row);
+        match v.len() {
+            0 => None,
+            1 => Some(v[0].text()),
+            _ => Some(v.iter().map(FieldValue::text).collect::<Vec<_>>().join(",")),
+        }
+    }
+}
+
+fn array_values(arr: &ArrayRef, row: usize) -> Vec<FieldValue> {
+    if arr.is_null(row) {
+        return vec![];
+    }
+    match arr.data_type() {
+        DataType::Utf8 => vec![FieldValue::Str(
+            arr.as_string::<i32>().value(row).to_string(),
+        )],
+        DataType::Boolean => vec![FieldValue::Bool(arr.as_boolean().value(row))],
+        DataType::List(_) => {
+            let l = arr.as_list::<i32>().value(row);
+            (0..l.len()).flat_map(|i| array_values(&l, i)).collect()
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let a = arr.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+            vec![FieldValue::Str(crate::normalize::format_time_us(
+                a.value(row),
+            ))]
+        }
+        t if t.is_numeric() => {
+            let f = cast(&arr.slice(row, 1), &DataType::Float64).expect("numeric cast");
+            vec![FieldValue::Num(
+                f.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                    .value(0),
+            )]
+        }
+        _ => vec![],
+    }
+}
+
+fn json_value(v: &serde_json::Value) -> Option<FieldValue> {
+    use serde_json::Value as J;
+    Some(match v {
+        J::Null => return None,
+        J::String(s) => FieldValue::Str(s.clone()),
+        J::Number(n) => FieldValue::Num(n.as_f64()?),
+        J::Bool(b) => FieldValue::Bool(*b),
+        other => FieldValue::Other(other.to_string()),
+    })
+}
+
+fn time_part(us: i64, part: TimePart) -> i64 {
+    let t = chrono::Utc
+        .timestamp_micros(us)
+        .single()
+        .unwrap_or_default();
+    match part {
+        TimePart::Minute => t.minute() as i64,
+        TimePart::Hour => t.hour() as i64,
+        TimePart::Day => t.day() as i64,
+        TimePart::Week => t.iso_week().week() as i64,
+        TimePart::Month => t.month() as i64,
+        TimePart::Year => t.year() as i64,
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
+/// A boolean result with nulls as false.
+fn mask(a: &BooleanArray) -> BooleanBuffer {
+    match a.nulls() {
+        Some(n) => a.values() & n.inner(),
+        None => a.values().clone(),
+    }
+}
+
+fn build_index(a: &StringArray, cased: bool) -> HashMap<Box<str>, Vec<u32>> {
+    let mut idx: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+    for r in 0..a.len() {
+        if a.is_null(r) {
+            continue;
+        }
+        let v = a.value(r);
+        let lowered;
+        let key: &str = if cased || !v.chars().any(char::is_uppercase) {
+            v
+        } else {
+            lowered = v.to_lowercase();
+            &lowered
+        };
+        match idx.get_mut(key) {
+            Some(rows) => rows.push(r as u32),
+            None => {
+                idx.insert(key.into(), vec![r as u32]);
+            }
+        }
+    }
+    idx
+}
+
+/// Dotted path lookup; arrays on the way are searched, and a key that contains dots is
+/// found by longest match (`annotations.authorization.k8s.io/decision`).
+pub fn resolve_path<'v>(
+    v: &'v serde_json::Value,
+    path: &str,
+    out: &mut Vec<&'v serde_json::Value>,
+) {
+    use serde_json::Value as J;
+    if path.is_empty() {
+        match v {
+            J::Array(items) => out.extend(items.iter()),
+            other => out.push(other),
+        }
+        return;
+    }
+    match v {
+        J::Array(items) => items.iter().for_each(|i| resolve_path(i, path, out)),
+        J::Object(map) => {
+            let mut end = path.len();
+            loop {
+                if let Some(child) = map.get(&path[..end]) {
+                    let rest = if end == path.len() {
+                        ""
+                    } else {
+                        &path[end + 1..]
+                    };
+                    resolve_path(child, rest, out);
+                    return;
+                }
+                match path[..end].rfind('.') {
+                    Some(i) => end = i,
+                    None => return,
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A matcher over the values a raw path yielded.
+fn match_json(m: &Matcher, found: &[&serde_json::Value], other: Option<&[FieldValue]>) -> bool {
+    use serde_json::Value as J;
+    match m {
+        Matcher::Null => found.is_empty() || found.iter().any(|v| v.is_null()),
+        Matcher::Exists(b) => found.is_empty() != *b,
+        Matcher::Never => false,
+        Matcher::FieldRef { mode, cased, .. } => {
+            let Some(other) = other else { return false };
+            found.iter().filter_map(|v| json_value(v)).any(|mine| {
+                other.iter().any(|o| {
+                    let (a, b) = if *cased {
+                        (mine.text(), o.text())
+                    } else {
+                        (mine.text().to_lowercase(), o.text().to_lowercase())
+                    };
+                    match mode {
+                        RefMode::Eq => a == b,
+                        RefMode::Contains => a.contains(&b),
+                        RefMode::StartsWith => a.starts_with(&b),
+                        RefMode::EndsWith => a.ends_with(&b),
+                    }
+                })
+            })
+        }
+        _ => found.iter().any(|v| match v {
+            J::String(s) => match_str(m, s),
+            J::Number(n) => match m {
+                Matcher::Num { op, value } => n.as_f64().is_some_and(|x| op.holds(x, *value)),
+                _ => match_str(m, &n.to_string()),
+            },
+            J::Bool(b) => match m {
+                Matcher::Bool(x) => b == x,
+                _ => match_str(m, if *b { "true" } else { "false" }),
+            },
+            J::Null => false,
+            // `field: '*'` on an object or list: any value
+            J::Object(_) | J::Array(_) => matches!(m, Matcher::Like { pattern, .. } if pattern.any),
+        }),
+    }
+}
+
+/// A matcher over one string value.
+fn match_str(m: &Matcher, s: &str) -> bool {
+    match m {
+        Matcher::StrEq { value, cased } => {
+            if *cased {
+                s == value
+            } else {
+                s.eq_ignore_ascii_case(value) || s.to_lowercase() == *value
+            }
+        }
+        Matcher::Like { pattern, cased } => {
+            if *cased {
+                pattern.matches(s)
+            } else {
+                pattern.matches(&s.to_lowercase())
+            }
+        }
+        Matcher::Regex(r) => r.is_match(s),
+        Matcher::Cidr(n) => crate::normalize::strip_port(s)
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| n.contains(&ip)),
+        Matcher::Num { op, value } => s.trim().parse::<f64>().is_ok_and(|x| op.holds(x, *value)),
+        Matcher::Bool(b) => s.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        let (w, _) = Wildcard::parse("/bin/*sh", false, false);
+        let w = w.unwrap();
+        assert!(w.matches("/bin/bash"));
+        assert!(!w.matches("/usr/bin/bash"));
+        assert_eq!(w.like, "/bin/%sh");
+        let (w, plain) = Wildcard::parse(r"a\*b", false, false);
+        assert!(w.is_none());
+        assert_eq!(plain, "a*b");
+        let (w, _) = Wildcard::parse("50%_?", true, false);
+        let w = w.unwrap();
+        assert_eq!(w.like, r"%50\%\__");
+        assert!(w.matches("x50%_z"));
+        let (w, _) = Wildcard::parse("*", false, false);
+        assert!(w.unwrap().any);
+        let (w, _) = Wildcard::parse("a*b*c", false, false);
+        assert!(w.unwrap().matches("axxbyybc"));
+    }
+
+    #[test]
+    fn base64_offsets_find_the_value() {
+        let v = "kubectl";
+        for prefix in ["", "x", "xy", "xyz"] {
+            let enc = base64::engine::general_purpose::STANDARD.encode(format!("{prefix}{v} run"));
+            assert!(
+                base64_offsets(v).iter().any(|o| enc.contains(o.as_str())),
+                "{prefix}: {enc} {:?}",
+                base64_offsets(v)
+            );
+        }
+    }
+
+    #[test]
+    fn paths_search_arrays_and_dotted_keys() {
+        let v: serde_json::Value = serde_json::json!({
+            "annotations": {"authorization.k8s.io/decision": "allow"},
+            "requestObject": {"spec": {"containers": [
+                {"securityContext": {"privileged": false}},
+                {"securityContext": {"privileged": true}}]}}
+        });
+        let mut out = vec![];
+        resolve_path(&v, "annotations.authorization.k8s.io/decision", &mut out);
+        assert_eq!(out, vec![&serde_json::json!("allow")]);
+        out.clear();
+        resolve_path(
+            &v,
+            "requestObject.spec.containers.securityContext.privileged",
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert!(match_json(&Matcher::Bool(true), &out, None));
+    }
+
+    #[test]
+    fn cidr_and_numbers_on_text() {
+        let n: ipnet::IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(match_str(&Matcher::Cidr(n), "10.1.2.3:8200"));
+        assert!(!match_str(&Matcher::Cidr(n), "192.168.0.1"));
+        assert!(match_str(
+            &Matcher::Num {
+                op: CmpOp::Gt,
+                value: 100.0
+            },
+            "3600"
+        ));
+    }
+}
