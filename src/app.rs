@@ -7,6 +7,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::batch::{BatchLimits, Batcher, Closed, Counts};
 use crate::decode::framing::Framer;
 use crate::decode::{DecodeOptions, Decoder, Format};
+use crate::detect::{Engine, RuleSet};
 use crate::error::{Error, Result};
 use crate::normalize::Provenance;
 use crate::query::{OutputFormat, QueryEngine, write_batches};
@@ -30,6 +32,8 @@ pub struct IngestConfig {
     pub limits: BatchLimits,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// Rules evaluated on every batch; alerts go to the `alerts` table.
+    pub rules: Option<Arc<RuleSet>>,
 }
 
 /// The line `ingest` prints at the end.
@@ -53,11 +57,22 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestSummary> {
     let decoder = tokio::task::spawn_blocking(move || decode_inputs(&decode_cfg, tx));
     let mut stored = AppendStats::default();
     let mut write_err = None;
+    let mut engine = cfg.rules.clone().map(Engine::new);
+    let mut alerts = AppendStats::default();
     while let Some(closed) = rx.recv().await {
         if write_err.is_some() {
             continue; // drain so the decoder finishes; the error is reported below
         }
-        if let Err(e) = write_closed(&mut store, &closed, &mut stored).await {
+        let raised = match (&mut engine, &closed.events) {
+            (Some(e), Some(b)) => e.evaluate(b),
+            _ => vec![],
+        };
+        // events first, then their alerts: an alert never points at an unstored event
+        let res = match write_closed(&mut store, &closed, &mut stored).await {
+            Ok(()) => store.append_alerts(&raised).await.map(|s| alerts += s),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = res {
             write_err = Some(e);
         }
     }
@@ -79,7 +94,7 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestSummary> {
         events: counts.events,
         quarantined: counts.quarantined,
         duplicates: stored.duplicates as u64,
-        alerts: 0,
+        alerts: (alerts.written + alerts.duplicates) as u64,
     })
 }
 

@@ -55,6 +55,10 @@ enum Command {
         /// Do not show a progress bar on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Sigma rule files or directories to run on every batch (repeatable); alerts go
+        /// to the `alerts` table.
+        #[arg(long = "rules")]
+        rules: Vec<PathBuf>,
         #[arg(required = true)]
         files: Vec<String>,
     },
@@ -64,6 +68,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Generate labeled audit traffic of a simulated organisation (files or Kafka).
+    Generate(auditwatch::generate::GenerateArgs),
     /// Run read-only SQL over the tables `events` and `quarantine`.
     Query {
         #[command(flatten)]
@@ -186,8 +192,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_event_bytes,
             all_stages,
             no_progress,
+            rules,
             files,
         } => {
+            let rules = if rules.is_empty() {
+                None
+            } else {
+                Some(std::sync::Arc::new(load_rules(&rules)?))
+            };
             let decode = DecodeOptions {
                 max_event_bytes,
                 k8s_keep_all_stages: all_stages,
@@ -201,6 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 decode,
                 limits: BatchLimits::default(),
                 progress: !no_progress,
+                rules,
             };
             let summary = rt.block_on(app::ingest(cfg)).context("ingest failed")?;
             println!("{}", serde_json::to_string(&summary)?);
@@ -217,6 +230,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 stats.messages, stats.written, stats.duplicates, stats.quarantined
             );
         }
+        Command::Generate(args) => {
+            let line = rt
+                .block_on(auditwatch::generate::run_cli(args, shutdown_signal()))
+                .context("generate failed")?;
+            println!("{line}");
+        }
         Command::Query { data, format, sql } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -227,6 +246,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rules { cmd } => rules_cmd(cmd)?,
     }
     Ok(())
+}
+
+/// Loads rules for a pipeline; errors are fatal so a typo never runs silently without a rule.
+fn load_rules(paths: &[PathBuf]) -> anyhow::Result<auditwatch::detect::RuleSet> {
+    let rs =
+        auditwatch::detect::RuleSet::load(paths, &auditwatch::detect::fields::FieldMap::builtin());
+    for d in &rs.diagnostics {
+        tracing::warn!("{d}");
+    }
+    if rs.dropped > 0 {
+        for d in rs.errors() {
+            eprintln!("{d}");
+        }
+        anyhow::bail!("{} rule document(s) failed to load", rs.dropped);
+    }
+    tracing::info!(
+        rules = rs.rules.len(),
+        correlations = rs.correlations.len(),
+        "rules loaded"
+    );
+    Ok(rs)
 }
 
 fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<()> {

@@ -82,6 +82,32 @@ static QUARANTINE: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+static ALERTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let list = || DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("time", ts(), false),
+        Field::new("rule_id", DataType::Utf8, false),
+        Field::new("title", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("detector", DataType::Utf8, false),
+        Field::new("actor", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("resources", list(), false),
+        Field::new("window_start", ts(), false),
+        Field::new("window_end", ts(), false),
+        Field::new("event_ids", list(), false),
+        Field::new("tags", list(), false),
+        Field::new("explanation", DataType::Utf8, false),
+        Field::new("row_key", DataType::UInt64, false),
+    ]))
+});
+
+/// Schema of the `alerts` table.
+pub fn alerts() -> SchemaRef {
+    ALERTS.clone()
+}
+
 /// Schema of the `events` table (`access_events`).
 pub fn access_events() -> SchemaRef {
     ACCESS_EVENTS.clone()

@@ -1,5 +1,5 @@
 //! Query: read-only SQL over the store with DataFusion. Tables: `events`
-//! (`access_events`) and `quarantine`. DDL, DML and other statements (COPY, SET,
+//! (`access_events`), `quarantine` and `alerts`. DDL, DML and other statements (COPY, SET,
 //! CREATE EXTERNAL TABLE) are refused before planning.
 
 use std::path::Path;
@@ -15,7 +15,7 @@ use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::normalize::schema;
-use crate::store::{EVENTS_DIR, QUARANTINE_DIR};
+use crate::store::{ALERTS_DIR, EVENTS_DIR, QUARANTINE_DIR};
 
 pub struct QueryEngine {
     ctx: SessionContext,
@@ -32,6 +32,7 @@ impl QueryEngine {
         for (name, dir, schema) in [
             ("events", EVENTS_DIR, schema::access_events()),
             ("quarantine", QUARANTINE_DIR, schema::quarantine()),
+            ("alerts", ALERTS_DIR, schema::alerts()),
         ] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path)?;

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 
 pub const EVENTS_DIR: &str = "events";
 pub const QUARANTINE_DIR: &str = "quarantine";
+pub const ALERTS_DIR: &str = "alerts";
 
 /// What one append did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +184,46 @@ impl Store {
         Ok(stats)
     }
 
+    /// Appends alerts to `alerts/date=<YYYY-MM-DD>/`, dropping ids already stored (a replay
+    /// raises the same alert ids).
+    pub async fn append_alerts(&mut self, alerts: &[crate::detect::Alert]) -> Result<AppendStats> {
+        let mut stats = AppendStats::default();
+        let mut by_date: std::collections::BTreeMap<String, Vec<&crate::detect::Alert>> =
+            Default::default();
+        for a in alerts {
+            let t = chrono::DateTime::from_timestamp_micros(a.time).unwrap_or_default();
+            by_date
+                .entry(format!("{ALERTS_DIR}/date={}", t.format("%Y-%m-%d")))
+                .or_default()
+                .push(a);
+        }
+        for (part, list) in by_date {
+            let known = self.partition_keys(&part).await?;
+            let keep: Vec<&crate::detect::Alert> = list
+                .into_iter()
+                .filter(|a| {
+                    let fresh = known.insert(alert_key(&a.id));
+                    if !fresh {
+                        stats.duplicates += 1;
+                    }
+                    fresh
+                })
+                .collect();
+            if keep.is_empty() {
+                continue;
+            }
+            let batch = alerts_batch(&keep)?;
+            let path = ObjPath::from(format!("{part}/{}", file_name()));
+            if let Err(e) = self.put_parquet(&path, &batch, &["actor"]).await {
+                self.keys.remove(&part);
+                return Err(e);
+            }
+            stats.written += batch.num_rows();
+            stats.files += 1;
+        }
+        Ok(stats)
+    }
+
     async fn put_parquet(&self, path: &ObjPath, batch: &RecordBatch, bloom: &[&str]) -> Result<()> {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
@@ -238,6 +279,64 @@ impl Store {
         }
         Ok(set)
     }
+}
+
+fn alert_key(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+/// Alerts as a batch of the `alerts` table.
+pub fn alerts_batch(alerts: &[&crate::detect::Alert]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{
+        ListBuilder, StringBuilder, TimestampMicrosecondArray, UInt64Array,
+    };
+    let strs = |f: &dyn Fn(&crate::detect::Alert) -> Option<String>| -> Arc<dyn datafusion::arrow::array::Array> {
+        let mut b = StringBuilder::new();
+        for a in alerts {
+            b.append_option(f(a));
+        }
+        Arc::new(b.finish())
+    };
+    let lists = |f: &dyn Fn(&crate::detect::Alert) -> &Vec<String>| -> Arc<dyn datafusion::arrow::array::Array> {
+        let mut b = ListBuilder::new(StringBuilder::new());
+        for a in alerts {
+            for v in f(a) {
+                b.values().append_value(v);
+            }
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    };
+    let ts =
+        |f: &dyn Fn(&crate::detect::Alert) -> i64| -> Arc<dyn datafusion::arrow::array::Array> {
+            Arc::new(
+                TimestampMicrosecondArray::from(alerts.iter().map(|a| f(a)).collect::<Vec<_>>())
+                    .with_timezone(crate::normalize::schema::TZ),
+            )
+        };
+    let cols: Vec<Arc<dyn datafusion::arrow::array::Array>> = vec![
+        strs(&|a| Some(a.id.clone())),
+        ts(&|a| a.time),
+        strs(&|a| Some(a.rule_id.clone())),
+        strs(&|a| Some(a.title.clone())),
+        strs(&|a| Some(a.severity.as_str().to_string())),
+        strs(&|a| Some(a.detector.clone())),
+        strs(&|a| a.actor.clone()),
+        strs(&|a| a.source.clone()),
+        lists(&|a| &a.resources),
+        ts(&|a| a.window_start),
+        ts(&|a| a.window_end),
+        lists(&|a| &a.event_ids),
+        lists(&|a| &a.tags),
+        strs(&|a| Some(a.explanation.to_string())),
+        Arc::new(UInt64Array::from(
+            alerts.iter().map(|a| alert_key(&a.id)).collect::<Vec<_>>(),
+        )),
+    ];
+    Ok(RecordBatch::try_new(
+        crate::normalize::schema::alerts(),
+        cols,
+    )?)
 }
 
 fn file_name() -> String {
