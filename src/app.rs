@@ -214,6 +214,22 @@ pub async fn run(
         t.cancel();
     });
     let shared = Arc::new(crate::source::kafka::Shared::default());
+    if !cfg.rules.is_empty() {
+        let rs = load_rules(&cfg.rules, cfg.fields.as_deref())?;
+        tracing::info!(
+            rules = rs.rules.len(),
+            correlations = rs.correlations.len(),
+            "rules loaded"
+        );
+        shared.rules.set(Arc::new(rs));
+        tokio::spawn(watch_rules(
+            shared.clone(),
+            cfg.rules.clone(),
+            cfg.fields.clone(),
+            std::time::Duration::from_secs(2),
+            token.clone(),
+        ));
+    }
     let http = tokio::spawn(crate::api::serve(
         cfg.api_listen,
         shared.clone(),
@@ -228,4 +244,155 @@ pub async fn run(
         Ok(Ok(())) => {}
     }
     stats
+}
+
+/// The active rule set, swapped at runtime by a reload; readers pick it up between
+/// batches, so a reload never loses or double-evaluates events.
+#[derive(Default)]
+pub struct LiveRules {
+    inner: std::sync::RwLock<(u64, Option<Arc<RuleSet>>)>,
+}
+
+impl LiveRules {
+    pub fn set(&self, rs: Arc<RuleSet>) {
+        crate::metrics::metrics()
+            .rules_loaded
+            .set((rs.rules.iter().filter(|r| r.standalone).count() + rs.correlations.len()) as i64);
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        g.1 = Some(rs);
+    }
+
+    /// The current set if it changed since `seen` (which is updated).
+    pub fn changed(&self, seen: &mut u64) -> Option<Arc<RuleSet>> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        if g.0 == *seen {
+            return None;
+        }
+        *seen = g.0;
+        g.1.clone()
+    }
+
+    pub fn current(&self) -> Option<Arc<RuleSet>> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+}
+
+/// Loads rules for a pipeline. Any document that fails to parse or compile is an error:
+/// a typo must never leave a rule silently inactive.
+pub fn load_rules(paths: &[PathBuf], fields: Option<&std::path::Path>) -> Result<RuleSet> {
+    let map = match fields {
+        Some(f) => crate::detect::fields::FieldMap::load(f).map_err(Error::Config)?,
+        None => crate::detect::fields::FieldMap::builtin(),
+    };
+    for p in paths {
+        if !p.exists() {
+            return Err(Error::Config(format!(
+                "rules path {} does not exist",
+                p.display()
+            )));
+        }
+    }
+    let rs = RuleSet::load(paths, &map);
+    for d in &rs.diagnostics {
+        tracing::warn!("{d}");
+    }
+    if rs.dropped > 0 {
+        let errors: Vec<String> = rs.errors().map(|d| d.to_string()).collect();
+        return Err(Error::Config(format!(
+            "{} rule document(s) failed to load:\n{}",
+            rs.dropped,
+            errors.join("\n")
+        )));
+    }
+    Ok(rs)
+}
+
+/// A cheap fingerprint of the rule files (names, sizes, modification times).
+fn rules_fingerprint(paths: &[PathBuf]) -> u64 {
+    fn walk(p: &std::path::Path, acc: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                walk(&e.path(), acc);
+            }
+        } else if let Ok(m) = std::fs::metadata(p) {
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            acc.push(format!("{}:{}:{mtime}", p.display(), m.len()));
+        }
+    }
+    let mut acc = Vec::new();
+    for p in paths {
+        walk(p, &mut acc);
+    }
+    acc.sort();
+    xxhash_rust::xxh3::xxh3_64(acc.join("\n").as_bytes())
+}
+
+/// Reloads the rules on SIGHUP and when a rule file changes (checked every `poll`). A
+/// set with errors is reported and counted; the previous rules stay active.
+pub async fn watch_rules(
+    live: Arc<crate::source::kafka::Shared>,
+    paths: Vec<PathBuf>,
+    fields: Option<PathBuf>,
+    poll: std::time::Duration,
+    token: tokio_util::sync::CancellationToken,
+) {
+    let mut last = rules_fingerprint(&paths);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hup_fut = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_fut = std::future::pending::<()>();
+        let forced = tokio::select! {
+            _ = token.cancelled() => return,
+            _ = hup_fut => true,
+            _ = tick.tick() => false,
+        };
+        let fp = rules_fingerprint(&paths);
+        if !forced && fp == last {
+            continue;
+        }
+        last = fp;
+        let (p, f) = (paths.clone(), fields.clone());
+        let loaded = tokio::task::spawn_blocking(move || load_rules(&p, f.as_deref())).await;
+        let m = crate::metrics::metrics();
+        match loaded {
+            Ok(Ok(rs)) => {
+                tracing::info!(
+                    rules = rs.rules.len(),
+                    correlations = rs.correlations.len(),
+                    "rules reloaded"
+                );
+                m.rules_reloads.with_label_values(&["ok"]).inc();
+                live.rules.set(Arc::new(rs));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "rule reload failed; the previous rules stay active");
+                m.rules_reloads.with_label_values(&["failed"]).inc();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rule reload task failed");
+                m.rules_reloads.with_label_values(&["failed"]).inc();
+            }
+        }
+    }
 }

@@ -49,6 +49,16 @@ pub struct RawConfig {
     pub kafka: RawKafka,
     pub pipeline: RawPipeline,
     pub api: RawApi,
+    pub detect: RawDetect,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDetect {
+    /// Sigma rule files or directories (reloaded on SIGHUP and when they change).
+    pub rules: Vec<PathBuf>,
+    /// Field mapping file (default: the built-in copy of rules/fields.yml).
+    pub fields: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,6 +188,8 @@ pub struct Config {
     pub vault_pair_wait: Duration,
     pub k8s_all_stages: bool,
     pub api_listen: std::net::SocketAddr,
+    pub rules: Vec<PathBuf>,
+    pub fields: Option<PathBuf>,
 }
 
 /// Parses "500ms", "2s", "14d", "1h30m".
@@ -258,6 +270,8 @@ impl TryFrom<RawConfig> for Config {
                 .listen
                 .parse()
                 .map_err(|e| Error::Config(format!("api.listen {:?}: {e}", raw.api.listen)))?,
+            rules: raw.detect.rules,
+            fields: raw.detect.fields,
         })
     }
 }

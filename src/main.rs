@@ -248,25 +248,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads rules for a pipeline; errors are fatal so a typo never runs silently without a rule.
 fn load_rules(paths: &[PathBuf]) -> anyhow::Result<auditwatch::detect::RuleSet> {
-    let rs =
-        auditwatch::detect::RuleSet::load(paths, &auditwatch::detect::fields::FieldMap::builtin());
-    for d in &rs.diagnostics {
-        tracing::warn!("{d}");
-    }
-    if rs.dropped > 0 {
-        for d in rs.errors() {
-            eprintln!("{d}");
-        }
-        anyhow::bail!("{} rule document(s) failed to load", rs.dropped);
-    }
-    tracing::info!(
-        rules = rs.rules.len(),
-        correlations = rs.correlations.len(),
-        "rules loaded"
-    );
-    Ok(rs)
+    Ok(app::load_rules(paths, None)?)
 }
 
 fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<()> {

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     pub vault_pending_requests: IntGauge,
     pub kafka_connected: IntGauge,
+    pub alerts: IntCounterVec,
+    pub alerts_suppressed: IntCounter,
+    pub detect_seconds: prometheus::Histogram,
+    pub rules_loaded: IntGauge,
+    pub rules_reloads: IntCounterVec,
+    pub correlation_groups: IntGauge,
 }
 
 fn build() -> prometheus::Result<Metrics> {
@@ -104,6 +110,39 @@ fn build() -> prometheus::Result<Metrics> {
         kafka_connected: register_int_gauge_with_registry!(
             "auditwatch_kafka_connected",
             "1 when the Kafka consumer has a working broker connection",
+            r
+        )?,
+        alerts: register_int_counter_vec_with_registry!(
+            "auditwatch_alerts_total",
+            "Alerts raised, by rule (or detector) and severity",
+            &["rule_id", "severity"],
+            r
+        )?,
+        alerts_suppressed: register_int_counter_with_registry!(
+            "auditwatch_alerts_suppressed_total",
+            "Alerts dropped by a rule's suppression window",
+            r
+        )?,
+        detect_seconds: prometheus::register_histogram_with_registry!(
+            "auditwatch_detect_seconds",
+            "Time to evaluate all rules on one batch",
+            prometheus::exponential_buckets(0.0005, 2.0, 14)?,
+            r
+        )?,
+        rules_loaded: register_int_gauge_with_registry!(
+            "auditwatch_rules_loaded",
+            "Detection and correlation rules active",
+            r
+        )?,
+        rules_reloads: register_int_counter_vec_with_registry!(
+            "auditwatch_rules_reloads_total",
+            "Rule reloads, by result (ok, failed: the previous rules stay active)",
+            &["result"],
+            r
+        )?,
+        correlation_groups: register_int_gauge_with_registry!(
+            "auditwatch_correlation_groups",
+            "Open correlation windows held in memory",
             r
         )?,
         registry: r,

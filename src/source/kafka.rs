@@ -49,7 +49,6 @@ use crate::store::Store;
 type Tp = (String, i32);
 
 /// Shared between the consumer callbacks and the pipeline.
-#[derive(Default)]
 pub struct Shared {
     revoked: Mutex<Vec<Tp>>,
     assigned: AtomicBool,
@@ -57,6 +56,25 @@ pub struct Shared {
     /// Jobs handed to the writer and not finished yet.
     in_flight: AtomicUsize,
     ready: AtomicBool,
+    /// The active rules (swapped by a reload); the writer picks a new set up between batches.
+    pub rules: crate::app::LiveRules,
+    /// Every stored alert, for live consumers (the demo's console, sinks). Lagging
+    /// receivers skip; the `alerts` table has everything.
+    pub alerts: tokio::sync::broadcast::Sender<crate::detect::Alert>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            revoked: Mutex::default(),
+            assigned: AtomicBool::default(),
+            new_assignment: AtomicBool::default(),
+            in_flight: AtomicUsize::default(),
+            ready: AtomicBool::default(),
+            rules: crate::app::LiveRules::default(),
+            alerts: tokio::sync::broadcast::channel(4096).0,
+        }
+    }
 }
 
 impl Shared {
@@ -279,6 +297,7 @@ pub struct RunStats {
     pub written: u64,
     pub duplicates: u64,
     pub quarantined: u64,
+    pub alerts: u64,
 }
 
 /// Consumes the configured topics until `shutdown` is cancelled, then drains and commits.
@@ -459,12 +478,29 @@ async fn writer(
     shared: Arc<Shared>,
 ) -> Result<RunStats> {
     let mut stats = RunStats::default();
+    let mut rules_version = 0;
+    let mut engine: Option<crate::detect::Engine> = None;
     while let Some(job) = rx.recv().await {
         metrics()
             .queue_depth
             .with_label_values(&["store_writer"])
             .dec();
-        let r = handle(&mut store, job, &consumer, &dlq, &mut stats).await;
+        if let Some(rs) = shared.rules.changed(&mut rules_version) {
+            match &mut engine {
+                Some(e) => e.set_rules(rs),
+                None => engine = Some(crate::detect::Engine::new(rs)),
+            }
+        }
+        let r = handle(
+            &mut store,
+            job,
+            &consumer,
+            &dlq,
+            &mut stats,
+            engine.as_mut(),
+            &shared,
+        )
+        .await;
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         r?;
     }
@@ -477,6 +513,8 @@ async fn handle(
     consumer: &AuditConsumer,
     dlq: &Option<(String, FutureProducer)>,
     stats: &mut RunStats,
+    engine: Option<&mut crate::detect::Engine>,
+    shared: &Shared,
 ) -> Result<()> {
     let (tp, closed, dead, commit_to) = match job {
         Job::Invalidate => {
@@ -578,7 +616,43 @@ async fn handle(
             }
         }
     }
-    // 3. only now may the offset be committed. `commit_to` is already the *next* offset to
+    // 3. detection, and its alerts durable in the `alerts` table (the first sink)
+    if let (Some(engine), Some(b)) = (engine, &closed.events) {
+        let t = Instant::now();
+        let raised = engine.evaluate(b);
+        metrics().detect_seconds.observe(t.elapsed().as_secs_f64());
+        metrics()
+            .correlation_groups
+            .set(engine.open_groups() as i64);
+        metrics()
+            .alerts_suppressed
+            .inc_by(std::mem::take(&mut engine.suppressed));
+        if !raised.is_empty() {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match store.append_alerts(&raised).await {
+                    Ok(s) => {
+                        stats.alerts += s.written as u64;
+                        break;
+                    }
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(error = %e, "alert write failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            for a in raised {
+                metrics()
+                    .alerts
+                    .with_label_values(&[a.rule_id.as_str(), a.severity.as_str()])
+                    .inc();
+                let _ = shared.alerts.send(a);
+            }
+        }
+    }
+    // 4. only now may the offset be committed. `commit_to` is already the *next* offset to
     //    read (last durable message + 1), which is what rd_kafka_offsets_store expects.
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(commit_to))
