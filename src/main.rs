@@ -79,6 +79,33 @@ enum Command {
         format: OutputFormat,
         sql: String,
     },
+    /// Everything in one process: in-process Kafka, live generated traffic with attacks,
+    /// the pipeline with the rule pack, HTTP on 127.0.0.1; prints alerts as they fire.
+    Demo {
+        /// Benign events per second.
+        #[arg(long, default_value_t = 300.0)]
+        rate: f64,
+        /// Seconds between injected attacks.
+        #[arg(long, default_value_t = 60)]
+        attack_every: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// HTTP listen address (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Store directory (default: a new directory under the system temp dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Rule files or directories (default: the rule pack built into the binary).
+        #[arg(long = "rules")]
+        rules: Vec<PathBuf>,
+        /// Stop after this long, e.g. 10m (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<humantime::Duration>,
+        /// Seconds between status lines.
+        #[arg(long, default_value_t = 10)]
+        status_every: u64,
+    },
     /// Sigma rules: check them, run their tests, or run them over audit files.
     Rules {
         #[command(subcommand)]
@@ -244,6 +271,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
         }
         Command::Rules { cmd } => rules_cmd(cmd)?,
+        Command::Demo {
+            rate,
+            attack_every,
+            seed,
+            listen,
+            data_dir,
+            rules,
+            duration,
+            status_every,
+        } => {
+            let opts = auditwatch::demo::DemoOptions {
+                rate,
+                attack_every: std::time::Duration::from_secs(attack_every.max(1)),
+                seed,
+                listen,
+                data_dir,
+                rules,
+                duration: duration.map(Into::into),
+                status_every: std::time::Duration::from_secs(status_every.max(1)),
+            };
+            rt.block_on(auditwatch::demo::demo(opts, shutdown_signal()))
+                .context("demo failed")?;
+        }
     }
     Ok(())
 }
