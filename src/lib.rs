@@ -35,6 +35,7 @@ pub mod demo;
 pub mod detect;
 pub mod error;
 pub mod generate;
+pub mod loadtest;
 pub mod metrics;
 pub mod normalize;
 pub mod query;

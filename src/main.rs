@@ -106,6 +106,20 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         status_every: u64,
     },
+    /// Load tool: pipeline throughput, Kafka-layer overhead, produce→stored latency.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+        /// Rule files or directories (default: the rule pack built into the binary).
+        #[arg(long = "rules", global = true)]
+        rules: Vec<PathBuf>,
+        /// Run without rules.
+        #[arg(long, global = true)]
+        no_rules: bool,
+        /// Scratch directory (default: under the system temp dir; removed afterwards).
+        #[arg(long, global = true)]
+        work_dir: Option<PathBuf>,
+    },
     /// Sigma rules: check them, run their tests, or run them over audit files.
     Rules {
         #[command(subcommand)]
@@ -137,6 +151,32 @@ enum RulesCmd {
         format: Format,
         #[arg(long = "input", required = true)]
         inputs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Decode → batch → detect → store over generated records, next to parse-only JSON.
+    Pipeline {
+        #[arg(long, default_value_t = 500_000)]
+        records: usize,
+    },
+    /// The whole Kafka pipeline against a do-nothing librdkafka consumer, same broker.
+    Kafka {
+        /// Broker (default: an in-process mock cluster).
+        #[arg(long)]
+        bootstrap: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+    },
+    /// Produce at a fixed rate; p50/p99 from Kafka timestamp to stored with alerts.
+    Latency {
+        #[arg(long)]
+        bootstrap: Option<String>,
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        #[arg(long, default_value = "20s")]
+        duration: humantime::Duration,
     },
 }
 
@@ -271,6 +311,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
         }
         Command::Rules { cmd } => rules_cmd(cmd)?,
+        Command::Bench {
+            cmd,
+            rules,
+            no_rules,
+            work_dir,
+        } => {
+            use auditwatch::loadtest;
+            let rules = if no_rules {
+                None
+            } else if rules.is_empty() {
+                Some(std::sync::Arc::new(auditwatch::demo::embedded_rules()))
+            } else {
+                Some(std::sync::Arc::new(load_rules(&rules)?))
+            };
+            let scratch = work_dir.is_none();
+            let work = loadtest::work_dir(work_dir);
+            let report = rt.block_on(async {
+                Ok::<_, anyhow::Error>(match cmd {
+                    BenchCmd::Pipeline { records } => serde_json::to_string_pretty(
+                        &loadtest::bench_pipeline(records, rules, &work).await?,
+                    )?,
+                    BenchCmd::Kafka {
+                        bootstrap,
+                        messages,
+                    } => serde_json::to_string_pretty(
+                        &loadtest::bench_kafka(bootstrap.as_deref(), messages, rules, &work)
+                            .await?,
+                    )?,
+                    BenchCmd::Latency {
+                        bootstrap,
+                        rate,
+                        duration,
+                    } => serde_json::to_string_pretty(
+                        &loadtest::bench_latency(
+                            bootstrap.as_deref(),
+                            rate,
+                            duration.into(),
+                            rules,
+                            &work,
+                        )
+                        .await?,
+                    )?,
+                })
+            });
+            if scratch {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            println!("{}", report.context("bench failed")?);
+        }
         Command::Demo {
             rate,
             attack_every,

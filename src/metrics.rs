@@ -32,6 +32,7 @@ pub struct Metrics {
     pub rules_loaded: IntGauge,
     pub rules_reloads: IntCounterVec,
     pub correlation_groups: IntGauge,
+    pub end_to_end_seconds: prometheus::Histogram,
 }
 
 fn build() -> prometheus::Result<Metrics> {
@@ -143,6 +144,12 @@ fn build() -> prometheus::Result<Metrics> {
         correlation_groups: register_int_gauge_with_registry!(
             "auditwatch_correlation_groups",
             "Open correlation windows held in memory",
+            r
+        )?,
+        end_to_end_seconds: prometheus::register_histogram_with_registry!(
+            "auditwatch_end_to_end_seconds",
+            "From a message's Kafka timestamp to its events stored and alerted on",
+            prometheus::exponential_buckets(0.01, 2.0, 14)?,
             r
         )?,
         registry: r,

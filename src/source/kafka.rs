@@ -61,6 +61,8 @@ pub struct Shared {
     /// Every stored alert, for live consumers (the demo's console, sinks). Lagging
     /// receivers skip; the `alerts` table has everything.
     pub alerts: tokio::sync::broadcast::Sender<crate::detect::Alert>,
+    /// When set (by the load tool), every message's produce→stored latency in seconds.
+    pub latency_probe: Mutex<Option<Vec<f64>>>,
 }
 
 impl Default for Shared {
@@ -73,6 +75,7 @@ impl Default for Shared {
             ready: AtomicBool::default(),
             rules: crate::app::LiveRules::default(),
             alerts: tokio::sync::broadcast::channel(4096).0,
+            latency_probe: Mutex::new(None),
         }
     }
 }
@@ -242,6 +245,8 @@ struct PartState {
     next_offset: i64,
     /// The offset the last job will store.
     sent_to: i64,
+    /// Kafka timestamps (ms) of the messages in the open batch, for produce→stored latency.
+    msg_times: Vec<i64>,
 }
 
 /// Collects rows into the batcher and dead letters aside.
@@ -285,6 +290,7 @@ enum Job {
         closed: Closed,
         dead: Vec<DeadLetter>,
         commit_to: i64,
+        msg_times: Vec<i64>,
     },
     /// Partitions were assigned: other instances may have written, reload dedup keys.
     Invalidate,
@@ -404,7 +410,11 @@ pub async fn run(
                     dead: Vec::new(),
                     next_offset: msg.offset(),
                     sent_to: msg.offset(),
+                    msg_times: Vec::new(),
                 });
+                if let Some(ts) = msg.timestamp().to_millis() {
+                    st.msg_times.push(ts);
+                }
                 let prov = Provenance {
                     kafka_topic: Some(topic),
                     kafka_partition: Some(msg.partition()),
@@ -462,6 +472,7 @@ fn close(tp: &Tp, st: &mut PartState) -> Result<Job> {
         closed,
         dead: std::mem::take(&mut st.dead),
         commit_to,
+        msg_times: std::mem::take(&mut st.msg_times),
     })
 }
 
@@ -516,7 +527,7 @@ async fn handle(
     engine: Option<&mut crate::detect::Engine>,
     shared: &Shared,
 ) -> Result<()> {
-    let (tp, closed, dead, commit_to) = match job {
+    let (tp, closed, dead, commit_to, msg_times) = match job {
         Job::Invalidate => {
             store.invalidate_keys();
             return Ok(());
@@ -526,7 +537,8 @@ async fn handle(
             closed,
             dead,
             commit_to,
-        } => (tp, closed, dead, commit_to),
+            msg_times,
+        } => (tp, closed, dead, commit_to, msg_times),
     };
     // 1. dead letters acknowledged by the broker (retried until they are)
     if let Some((topic, producer)) = dlq {
@@ -652,6 +664,20 @@ async fn handle(
             }
         }
     }
+    // every event of these messages is stored and alerted on: produce→stored latency
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut probe = shared
+        .latency_probe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for t in msg_times {
+        let secs = (now_ms - t).max(0) as f64 / 1000.0;
+        metrics().end_to_end_seconds.observe(secs);
+        if let Some(p) = probe.as_mut() {
+            p.push(secs);
+        }
+    }
+    drop(probe);
     // 4. only now may the offset be committed. `commit_to` is already the *next* offset to
     //    read (last durable message + 1), which is what rd_kafka_offsets_store expects.
     let mut tpl = TopicPartitionList::new();

@@ -1,0 +1,512 @@
+//! `auditwatch bench`: the load tool. No fast Kafka-protocol broker runs on small test
+//! machines, so "end to end" is measured in parts, each as a ratio taken in one run:
+//!
+//! * `pipeline`: generated audit records pre-loaded on local disk go through decode →
+//!   normalize → batch → detect → store (the `ingest` path the Kafka writer shares),
+//!   next to a parse-only pass over the same bytes;
+//! * `kafka`: our consumer loop (the whole `run` pipeline) against a bare librdkafka
+//!   consumer that does nothing, on the same broker and topics — the ratio shows whether
+//!   the broker or we are the limit;
+//! * `latency`: produce → stored-and-alerted latency (p50/p99) at a rate the broker
+//!   sustains, from each message's Kafka timestamp to the moment its batch is durable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{IngestConfig, ingest};
+use crate::batch::BatchLimits;
+use crate::config::{Config, RawConfig, RawTopic};
+use crate::decode::{DecodeOptions, Format};
+use crate::detect::RuleSet;
+use crate::error::{Error, Result};
+use crate::generate::{GenSource, GenerateOptions, Generator};
+use crate::source::kafka::{self, Shared};
+
+const TOPIC_K8S: &str = "bench-k8s";
+const TOPIC_VAULT: &str = "bench-vault";
+
+/// Generated records, split by source.
+pub struct Corpus {
+    pub k8s: Vec<Vec<u8>>,
+    pub vault: Vec<Vec<u8>>,
+    pub keys_k8s: Vec<String>,
+    pub keys_vault: Vec<String>,
+    pub bytes: u64,
+}
+
+impl Corpus {
+    pub fn len(&self) -> usize {
+        self.k8s.len() + self.vault.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `n` records of the default simulated organisation (with its attacks).
+pub fn corpus(n: usize, seed: u64) -> Result<Corpus> {
+    let mut g = Generator::new(GenerateOptions {
+        seed,
+        days: 60,
+        ..Default::default()
+    })?;
+    let mut c = Corpus {
+        k8s: Vec::new(),
+        vault: Vec::new(),
+        keys_k8s: Vec::new(),
+        keys_vault: Vec::new(),
+        bytes: 0,
+    };
+    while c.len() < n {
+        let Some(ev) = g.next_event() else { break };
+        c.bytes += ev.bytes.len() as u64;
+        match ev.source {
+            GenSource::Kubernetes => {
+                c.k8s.push(ev.bytes);
+                c.keys_k8s.push(ev.key);
+            }
+            GenSource::Vault => {
+                c.vault.push(ev.bytes);
+                c.keys_vault.push(ev.key);
+            }
+        }
+    }
+    Ok(c)
+}
+
+#[derive(Debug, Serialize)]
+pub struct PipelineReport {
+    pub records: usize,
+    pub bytes: u64,
+    pub rules: usize,
+    pub parse_only_records_per_s: f64,
+    pub pipeline_records_per_s: f64,
+    pub ratio: f64,
+    pub rows_stored: u64,
+    pub alerts: u64,
+    pub seconds: f64,
+}
+
+/// Decode → batch → detect → store over pre-generated records, next to parse-only JSON.
+pub async fn bench_pipeline(
+    records: usize,
+    rules: Option<Arc<RuleSet>>,
+    work: &Path,
+) -> Result<PipelineReport> {
+    let c = corpus(records, 7)?;
+    std::fs::create_dir_all(work)?;
+    let files = [
+        (work.join("k8s.jsonl"), &c.k8s, Format::Kubernetes),
+        (work.join("vault.jsonl"), &c.vault, Format::Vault),
+    ];
+    for (p, lines, _) in &files {
+        let mut buf = Vec::with_capacity(c.bytes as usize / 2);
+        for l in lines.iter() {
+            buf.extend_from_slice(l);
+            buf.push(b'\n');
+        }
+        std::fs::write(p, buf)?;
+    }
+    // reference: parse every record and throw it away (best of 3)
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut n = 0usize;
+        for l in c.k8s.iter().chain(c.vault.iter()) {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok() {
+                n += 1;
+            }
+        }
+        std::hint::black_box(n);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let parse_rate = c.len() as f64 / best;
+    // the pipeline, one input per source format, into a fresh store
+    let store = work.join("store");
+    let _ = std::fs::remove_dir_all(&store);
+    let n_rules = rules.as_ref().map_or(0, |r| {
+        r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
+    });
+    let t = Instant::now();
+    let mut rows = 0;
+    let mut alerts = 0;
+    for (p, _, fmt) in &files {
+        let s = ingest(IngestConfig {
+            inputs: vec![p.display().to_string()],
+            format: *fmt,
+            data_dir: store.clone(),
+            decode: DecodeOptions::default(),
+            limits: BatchLimits::default(),
+            progress: false,
+            rules: rules.clone(),
+        })
+        .await?;
+        rows += s.events;
+        alerts += s.alerts;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rate = c.len() as f64 / secs;
+    Ok(PipelineReport {
+        records: c.len(),
+        bytes: c.bytes,
+        rules: n_rules,
+        parse_only_records_per_s: parse_rate,
+        pipeline_records_per_s: rate,
+        ratio: rate / parse_rate,
+        rows_stored: rows,
+        alerts,
+        seconds: secs,
+    })
+}
+
+/// A broker for a run: the given bootstrap servers or an in-process mock cluster.
+pub struct Broker {
+    pub bootstrap: String,
+    _mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+}
+
+impl Broker {
+    pub fn open(bootstrap: Option<&str>) -> Result<Broker> {
+        match bootstrap {
+            Some(b) => Ok(Broker {
+                bootstrap: b.to_string(),
+                _mock: None,
+            }),
+            None => {
+                let m = MockCluster::new(1).map_err(|e| Error::Kafka(e.to_string()))?;
+                for t in [TOPIC_K8S, TOPIC_VAULT] {
+                    m.create_topic(t, 4, 1)
+                        .map_err(|e| Error::Kafka(e.to_string()))?;
+                }
+                Ok(Broker {
+                    bootstrap: m.bootstrap_servers(),
+                    _mock: Some(m),
+                })
+            }
+        }
+    }
+
+    pub fn is_mock(&self) -> bool {
+        self._mock.is_some()
+    }
+}
+
+fn producer(bootstrap: &str) -> Result<BaseProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "10")
+        .set("queue.buffering.max.messages", "500000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .map_err(|e| Error::Kafka(e.to_string()))
+}
+
+fn send(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
+    let mut rec = BaseRecord::to(topic).key(key).payload(payload);
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                rec = r;
+                p.poll(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Produces a corpus to the bench topics (as fast as the broker takes it).
+pub fn produce_all(bootstrap: &str, c: &Corpus) -> Result<()> {
+    let p = producer(bootstrap)?;
+    for (m, k) in c.k8s.iter().zip(&c.keys_k8s) {
+        send(&p, TOPIC_K8S, k, m);
+        p.poll(Duration::ZERO);
+    }
+    for (m, k) in c.vault.iter().zip(&c.keys_vault) {
+        send(&p, TOPIC_VAULT, k, m);
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(120))
+        .map_err(|e| Error::Kafka(e.to_string()))
+}
+
+fn pipeline_config(bootstrap: &str, data: &Path, group: &str) -> Result<Config> {
+    let mut raw = RawConfig::default();
+    raw.store.data_dir = data.to_path_buf();
+    raw.kafka.bootstrap_servers = bootstrap.to_string();
+    raw.kafka.group_id = group.to_string();
+    raw.kafka.topics = vec![
+        RawTopic {
+            name: TOPIC_K8S.into(),
+            format: "k8s".into(),
+        },
+        RawTopic {
+            name: TOPIC_VAULT.into(),
+            format: "vault".into(),
+        },
+    ];
+    raw.kafka
+        .properties
+        .insert("auto.offset.reset".into(), "earliest".into());
+    raw.pipeline.linger = "100ms".into();
+    raw.api.listen = "127.0.0.1:0".into();
+    Config::try_from(raw)
+}
+
+#[derive(Debug, Serialize)]
+pub struct KafkaReport {
+    pub broker: String,
+    pub messages: usize,
+    pub bare_consumer_msgs_per_s: f64,
+    pub pipeline_msgs_per_s: f64,
+    pub ratio: f64,
+    pub rules: usize,
+}
+
+/// Our whole Kafka pipeline against a do-nothing consumer on the same broker and topics.
+pub async fn bench_kafka(
+    bootstrap: Option<&str>,
+    messages: usize,
+    rules: Option<Arc<RuleSet>>,
+    work: &Path,
+) -> Result<KafkaReport> {
+    let broker = Broker::open(bootstrap)?;
+    let c = corpus(messages, 11)?;
+    if broker.is_mock() && c.bytes > 4 * 4_500_000 {
+        return Err(Error::Config(format!(
+            "{} messages are {} MB: the mock cluster keeps only ~5 MB per partition; use fewer or --bootstrap",
+            c.len(),
+            c.bytes / 1_000_000
+        )));
+    }
+    produce_all(&broker.bootstrap, &c)?;
+    let n = c.len();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+
+    // 1. bare librdkafka consumer: receive and drop
+    let bs = broker.bootstrap.clone();
+    let group = format!("bare-{run_id}");
+    let bare = tokio::task::spawn_blocking(move || -> Result<f64> {
+        let cons: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .set("group.id", &group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| Error::Kafka(e.to_string()))?;
+        cons.subscribe(&[TOPIC_K8S, TOPIC_VAULT])
+            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let mut got = 0usize;
+        let mut start = None;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while got < n && Instant::now() < deadline {
+            if let Some(Ok(_m)) = cons.poll(Duration::from_millis(100)) {
+                start.get_or_insert_with(Instant::now);
+                got += 1;
+            }
+        }
+        let secs = start.map_or(1.0, |s| s.elapsed().as_secs_f64());
+        Ok(got as f64 / secs)
+    })
+    .await
+    .map_err(|e| Error::Config(e.to_string()))??;
+
+    // 2. our pipeline, until every message is stored
+    let data = work.join(format!("kafka-{run_id}"));
+    let cfg = pipeline_config(&broker.bootstrap, &data, &format!("aw-{run_id}"))?;
+    let shared = Arc::new(Shared::default());
+    let n_rules = rules.as_ref().map_or(0, |r| {
+        r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
+    });
+    if let Some(r) = rules {
+        shared.rules.set(r);
+    }
+    *shared
+        .latency_probe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    let token = CancellationToken::new();
+    let t = Instant::now();
+    let run = {
+        let (cfg, shared, token) = (cfg.clone(), shared.clone(), token.clone());
+        tokio::spawn(async move { kafka::run(&cfg, shared, token).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut first: Option<Instant> = None;
+    loop {
+        let done = shared
+            .latency_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, Vec::len);
+        if done > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        if done >= n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // measured from the first stored batch, like the bare consumer from its first message
+    let _ = t;
+    let secs = first.map_or(1.0, |f| f.elapsed().as_secs_f64());
+    token.cancel();
+    run.await.map_err(|e| Error::Config(e.to_string()))??;
+    let ours = n as f64 / secs;
+    Ok(KafkaReport {
+        broker: if broker.is_mock() {
+            "librdkafka mock cluster".into()
+        } else {
+            broker.bootstrap.clone()
+        },
+        messages: n,
+        bare_consumer_msgs_per_s: bare,
+        pipeline_msgs_per_s: ours,
+        ratio: ours / bare,
+        rules: n_rules,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct LatencyReport {
+    pub broker: String,
+    pub target_rate: u64,
+    pub achieved_rate: f64,
+    pub messages: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub rules: usize,
+}
+
+/// Produce at `rate` for `duration` while the pipeline runs; latency from each message's
+/// Kafka timestamp to its batch being stored with its alerts.
+pub async fn bench_latency(
+    bootstrap: Option<&str>,
+    rate: u64,
+    duration: Duration,
+    rules: Option<Arc<RuleSet>>,
+    work: &Path,
+) -> Result<LatencyReport> {
+    let broker = Broker::open(bootstrap)?;
+    let want = (rate as f64 * duration.as_secs_f64()) as usize;
+    let c = corpus(want, 13)?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let data = work.join(format!("latency-{run_id}"));
+    let mut cfg = pipeline_config(&broker.bootstrap, &data, &format!("lat-{run_id}"))?;
+    cfg.linger = Duration::from_millis(200);
+    cfg.kafka
+        .properties
+        .insert("auto.offset.reset".into(), "latest".into());
+    let shared = Arc::new(Shared::default());
+    let n_rules = rules.as_ref().map_or(0, |r| {
+        r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
+    });
+    if let Some(r) = rules {
+        shared.rules.set(r);
+    }
+    let token = CancellationToken::new();
+    let run = {
+        let (cfg, shared, token) = (cfg.clone(), shared.clone(), token.clone());
+        tokio::spawn(async move { kafka::run(&cfg, shared, token).await })
+    };
+    // wait for the assignment before producing (lag would count as latency otherwise)
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    while !shared.is_ready() && Instant::now() < ready_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    *shared
+        .latency_probe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    let bs = broker.bootstrap.clone();
+    let produced = tokio::task::spawn_blocking(move || -> Result<(usize, f64)> {
+        let p = producer(&bs)?;
+        let t0 = Instant::now();
+        let mut msgs: Vec<(&str, &Vec<u8>, &String)> = Vec::with_capacity(c.len());
+        // interleave the sources in generated proportion
+        let (mut i, mut j) = (0, 0);
+        while i < c.k8s.len() || j < c.vault.len() {
+            if i < c.k8s.len() && (j >= c.vault.len() || i * c.vault.len() <= j * c.k8s.len()) {
+                msgs.push((TOPIC_K8S, &c.k8s[i], &c.keys_k8s[i]));
+                i += 1;
+            } else {
+                msgs.push((TOPIC_VAULT, &c.vault[j], &c.keys_vault[j]));
+                j += 1;
+            }
+        }
+        for (k, (topic, m, key)) in msgs.iter().enumerate() {
+            let due = t0 + Duration::from_secs_f64(k as f64 / rate as f64);
+            let now = Instant::now();
+            if due > now {
+                p.poll(Duration::ZERO);
+                std::thread::sleep(due - now);
+            }
+            send(&p, topic, key, m);
+            p.poll(Duration::ZERO);
+        }
+        let _ = p.flush(Duration::from_secs(60));
+        Ok((msgs.len(), msgs.len() as f64 / t0.elapsed().as_secs_f64()))
+    })
+    .await
+    .map_err(|e| Error::Config(e.to_string()))??;
+    let (n, achieved) = produced;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = shared
+            .latency_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, Vec::len);
+        if done >= n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut lat = shared
+        .latency_probe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default();
+    token.cancel();
+    run.await.map_err(|e| Error::Config(e.to_string()))??;
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        lat[((lat.len() - 1) as f64 * p).round() as usize] * 1000.0
+    };
+    Ok(LatencyReport {
+        broker: if broker.is_mock() {
+            "librdkafka mock cluster".into()
+        } else {
+            broker.bootstrap.clone()
+        },
+        target_rate: rate,
+        achieved_rate: achieved,
+        messages: lat.len(),
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        max_ms: q(1.0),
+        rules: n_rules,
+    })
+}
+
+/// A scratch directory for a bench run.
+pub fn work_dir(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("auditwatch-bench-{}", std::process::id()))
+    })
+}
