@@ -103,18 +103,29 @@ impl RuleSet {
         files.sort();
         let mut diagnostics = Vec::new();
         let mut docs = Vec::new();
+        let mut unparsed = 0;
         for f in &files {
             match std::fs::read_to_string(f) {
-                Ok(text) => docs.extend(sigma::parse_file(f, &text, &mut diagnostics)),
-                Err(e) => diagnostics.push(Diagnostic {
-                    file: f.clone(),
-                    line: 0,
-                    severity: DiagSeverity::Error,
-                    message: format!("cannot read: {e}"),
-                }),
+                Ok(text) => {
+                    let (d, n) = sigma::parse_file_counted(f, &text, &mut diagnostics);
+                    docs.extend(d);
+                    unparsed += n;
+                }
+                Err(e) => {
+                    unparsed += 1;
+                    diagnostics.push(Diagnostic {
+                        file: f.clone(),
+                        line: 0,
+                        severity: DiagSeverity::Error,
+                        message: format!("cannot read: {e}"),
+                    })
+                }
             }
         }
         let mut rs = Self::compile(docs, fields, diagnostics);
+        // documents that did not even parse failed to load too (a pipeline refuses to run
+        // without them rather than silently losing a rule)
+        rs.dropped += unparsed;
         rs.files = files;
         rs
     }
@@ -125,10 +136,6 @@ impl RuleSet {
         fields: &FieldMap,
         mut diagnostics: Vec<Diagnostic>,
     ) -> RuleSet {
-        let parse_errors = diagnostics
-            .iter()
-            .filter(|d| d.severity == DiagSeverity::Error)
-            .count();
         let mut leaves = Leaves::default();
         let mut rules: Vec<CompiledRule> = Vec::new();
         let mut dropped = 0;
@@ -232,11 +239,6 @@ impl RuleSet {
         }
         let correlations =
             compile_correlations(&docs, &mut rules, fields, &mut diagnostics, &mut dropped);
-        let errors_after = diagnostics
-            .iter()
-            .filter(|d| d.severity == DiagSeverity::Error)
-            .count();
-        let _ = (parse_errors, errors_after);
         RuleSet {
             leaves: leaves.leaves,
             rules,
@@ -373,6 +375,22 @@ fn compile_correlations(
                         .iter()
                         .position(|o| o.meta.id == *name || o.meta.name.as_deref() == Some(name))
                         .expect("placed in dependency order");
+                    // a chained correlation receives only the group values its input has
+                    let missing: Vec<&String> = c
+                        .group_by
+                        .iter()
+                        .filter(|g| !out[j].group_names.contains(g))
+                        .collect();
+                    if !missing.is_empty() {
+                        diagnostics.push(Diagnostic {
+                            file: c.meta.file.clone(),
+                            line: c.meta.line,
+                            severity: DiagSeverity::Error,
+                            message: format!(
+                                "group-by {missing:?} is not among the group-by fields of the input correlation `{name}`: it can never fire"
+                            ),
+                        });
+                    }
                     out[j].feeds.push((ci, pos));
                     if !c.generate {
                         out[j].standalone = false;
@@ -461,8 +479,9 @@ struct Group {
     window: VecDeque<(i64, Option<String>, String)>,
     /// temporal: per input, its last signal in the window.
     per_input: Vec<Option<(i64, Vec<String>)>>,
-    /// temporal_ordered: per input position, the start time and events of the chain so far.
-    chain: Vec<Option<(i64, Vec<String>)>>,
+    /// temporal_ordered: per input position, the start time, the time of this step and the
+    /// events of the chain so far.
+    chain: Vec<Option<(i64, i64, Vec<String>)>>,
     actor: Option<String>,
     resources: Vec<String>,
 }
@@ -642,8 +661,10 @@ impl Engine {
                 }
             }
         }
-        // correlations, in dependency order; within one, in row (arrival) order
-        signals.sort_by_key(|(row, ci, _, _)| (*ci, *row));
+        // correlations, in dependency order; within one, in event-time order (rows of a
+        // batch need not be time-ordered, and a chained correlation's firing must interleave
+        // with the rule matches it is ordered against), ties in row order
+        signals.sort_by_key(|(row, ci, _, s)| (*ci, s.time, *row));
         let mut chained: Vec<(usize, usize, Signal)> = Vec::new();
         for ci in 0..rs.correlations.len() {
             let c = &rs.correlations[ci];
@@ -658,6 +679,8 @@ impl Engine {
                     .filter(|(i, _, _)| *i == ci)
                     .map(|(_, p, s)| (*p, s.clone())),
             );
+            // stable: rule matches before a chained firing of the same instant
+            inputs.sort_by_key(|(_, s)| s.time);
             for (pos, s) in inputs {
                 if let Some(fired) = self.feed(c, pos, s) {
                     for &(next, npos) in &c.feeds {
@@ -774,12 +797,14 @@ impl Engine {
             CorrelationType::Temporal => {
                 g.per_input.resize(n_inputs, None);
                 g.per_input[pos] = Some((s.time, s.event_ids.clone()));
-                let live: Vec<&(i64, Vec<String>)> = g
+                let mut live: Vec<&(i64, Vec<String>)> = g
                     .per_input
                     .iter()
                     .flatten()
                     .filter(|(t, _)| *t >= horizon)
                     .collect();
+                // evidence in the order it happened
+                live.sort_by_key(|(t, _)| *t);
                 let start = live.iter().map(|(t, _)| *t).min().unwrap_or(s.time);
                 let ids = live.iter().flat_map(|(_, ids)| ids.clone()).collect();
                 (live.len() as f64, ids, start, json!({}))
@@ -787,13 +812,16 @@ impl Engine {
             CorrelationType::TemporalOrdered => {
                 g.chain.resize(n_inputs, None);
                 if pos == 0 {
-                    g.chain[0] = Some((s.time, s.event_ids.clone()));
-                } else if let Some((start, ids)) = g.chain[pos - 1].clone()
+                    g.chain[0] = Some((s.time, s.time, s.event_ids.clone()));
+                } else if let Some((start, last, ids)) = g.chain[pos - 1].clone()
                     && start >= horizon
+                    // the step must not happen before the previous one (event time, not
+                    // arrival: a late row carrying an earlier event does not extend a chain)
+                    && s.time >= last
                 {
                     let mut ids = ids;
                     ids.extend(s.event_ids.clone());
-                    g.chain[pos] = Some((start, ids));
+                    g.chain[pos] = Some((start, s.time, ids));
                 }
                 let done = g
                     .chain
@@ -802,7 +830,7 @@ impl Engine {
                     .map_or(0, |i| i + 1);
                 let (start, ids) = g.chain[done.saturating_sub(1)]
                     .clone()
-                    .unwrap_or((s.time, vec![]));
+                    .map_or((s.time, vec![]), |(start, _, ids)| (start, ids));
                 (
                     (if start >= horizon { done } else { 0 }) as f64,
                     ids,

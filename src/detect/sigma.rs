@@ -284,6 +284,16 @@ impl Document {
 /// Parses one rule file (one or more YAML documents). Errors and warnings go to `diags`;
 /// documents with errors are left out.
 pub fn parse_file(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Vec<Document> {
+    parse_file_counted(path, text, diags).0
+}
+
+/// [`parse_file`], also returning how many documents were left out (a file with a YAML
+/// syntax error counts as one), so a load can refuse to run without them.
+pub fn parse_file_counted(
+    path: &Path,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> (Vec<Document>, usize) {
     let mut d = Diags {
         file: path,
         out: diags,
@@ -292,9 +302,10 @@ pub fn parse_file(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Vec<D
         Ok(docs) => docs,
         Err(e) => {
             d.error(e.line, format!("YAML syntax error: {}", e.message));
-            return vec![];
+            return (vec![], 1);
         }
     };
+    let mut dropped = 0;
     let mut out = Vec::new();
     for doc in &docs {
         if matches!(doc.value, Value::Null) {
@@ -311,13 +322,12 @@ pub fn parse_file(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Vec<D
             .iter()
             .filter(|x| x.severity == DiagSeverity::Error)
             .count();
-        if let Some(p) = parsed
-            && after == before
-        {
-            out.push(p);
+        match parsed {
+            Some(p) if after == before => out.push(p),
+            _ => dropped += 1,
         }
     }
-    out
+    (out, dropped)
 }
 
 fn parse_document(doc: &Node, d: &mut Diags) -> Option<Document> {
@@ -335,7 +345,7 @@ fn parse_document(doc: &Node, d: &mut Diags) -> Option<Document> {
         if rules.is_empty() {
             d.error(f.line, "filter: `rules` must name at least one rule");
         }
-        let detection = parse_detection(f, d)?;
+        let detection = parse_detection(f, &["rules"], d)?;
         return Some(Document::Filter(Filter {
             meta,
             logsource,
@@ -354,7 +364,7 @@ fn parse_document(doc: &Node, d: &mut Diags) -> Option<Document> {
         d.error(doc.line, "detection rule without `logsource`");
     }
     let logsource = parse_logsource(doc, d);
-    let detection = parse_detection(det, d)?;
+    let detection = parse_detection(det, &[], d)?;
     Some(Document::Rule(Rule {
         meta,
         logsource,
@@ -479,7 +489,8 @@ fn parse_logsource(doc: &Node, _d: &mut Diags) -> LogSource {
     }
 }
 
-fn parse_detection(det: &Node, d: &mut Diags) -> Option<Detection> {
+/// `reserved`: keys of the mapping that are not search identifiers (a filter's `rules`).
+fn parse_detection(det: &Node, reserved: &[&str], d: &mut Diags) -> Option<Detection> {
     let Some(map) = det.as_map() else {
         d.error(det.line, "`detection` must be a mapping");
         return None;
@@ -494,6 +505,7 @@ fn parse_detection(det: &Node, d: &mut Diags) -> Option<Detection> {
                 k.line,
                 "`timeframe` is Sigma v1 aggregation syntax; use a correlation rule",
             ),
+            k if reserved.contains(&k) => {}
             _ => {
                 if let Some(sel) = parse_selection(v, d) {
                     selections.push((key, sel));
