@@ -355,11 +355,11 @@ impl ObjRef {
         } else {
             format!("/apis/{}/{}", self.api_group, self.api_version)
         };
-        if let Some(ns) = &self.namespace {
-            if self.resource != "namespaces" {
-                p.push_str("/namespaces/");
-                p.push_str(ns);
-            }
+        if let Some(ns) = &self.namespace
+            && self.resource != "namespaces"
+        {
+            p.push_str("/namespaces/");
+            p.push_str(ns);
         }
         p.push('/');
         p.push_str(self.resource);
@@ -524,16 +524,14 @@ fn status_json(req: &K8sReq<'_>) -> String {
             _ => "Unauthorized".to_string(),
         };
         j.str("message", &msg).str("reason", reason);
-        if kind_name {
-            if let Some(o) = &req.object {
-                j.obj_at("details");
-                j.opt_str("name", o.name.as_deref());
-                if !o.api_group.is_empty() {
-                    j.str("group", o.api_group);
-                }
-                j.str("kind", o.resource);
-                j.end_obj();
+        if kind_name && let Some(o) = &req.object {
+            j.obj_at("details");
+            j.opt_str("name", o.name.as_deref());
+            if !o.api_group.is_empty() {
+                j.str("group", o.api_group);
             }
+            j.str("kind", o.resource);
+            j.end_obj();
         }
     }
     j.num("code", req.code as i64);
@@ -592,15 +590,16 @@ pub(crate) fn k8s_event(req: &K8sReq<'_>, audit_id: &str, stage: &str) -> Vec<u8
     } else {
         j.raw("responseStatus", &status_json(req));
     }
-    if req.level != "Metadata" {
-        if let Some(b) = &req.request_object {
-            j.raw("requestObject", b);
-        }
+    if req.level != "Metadata"
+        && let Some(b) = &req.request_object
+    {
+        j.raw("requestObject", b);
     }
-    if req.level == "RequestResponse" && !started {
-        if let Some(b) = &req.response_object {
-            j.raw("responseObject", b);
-        }
+    if req.level == "RequestResponse"
+        && !started
+        && let Some(b) = &req.response_object
+    {
+        j.raw("responseObject", b);
     }
     let stage_us = if started {
         req.received_us + req.latency_us.min(3_000)

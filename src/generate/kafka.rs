@@ -140,12 +140,12 @@ pub async fn produce_kafka(
             }
             Msg::Event(ev, due) => (ev, due),
         };
-        if let Some(due) = due {
-            if let Ok(wait) = due.duration_since(SystemTime::now()) {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
-                }
+        if let Some(due) = due
+            && let Ok(wait) = due.duration_since(SystemTime::now())
+        {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         if let Some(b) = bucket.as_mut() {
@@ -160,8 +160,9 @@ pub async fn produce_kafka(
         };
         let mut record = FutureRecord::to(topic)
             .key(ev.key.as_bytes())
-            .payload(&ev.bytes)
-            .timestamp(ev.time_us / 1000);
+            // no event-time message timestamp: replayed days would fall behind the
+            // broker's time-based retention and be deleted right away
+            .payload(&ev.bytes);
         loop {
             match producer.send_result(record) {
                 Ok(fut) => {

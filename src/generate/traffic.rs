@@ -1021,9 +1021,8 @@ impl Sim {
         let dc_reason = "RBAC: allowed by ClusterRoleBinding \"system:controller:deployment-controller\" of ClusterRole \"system:controller:deployment-controller\" to ServiceAccount \"deployment-controller/kube-system\"".to_string();
         let rs_name = w.pods[0]
             .name
-            .rsplitn(2, '-')
-            .nth(1)
-            .unwrap_or(&w.svc)
+            .rsplit_once('-')
+            .map_or(w.svc.as_str(), |(rs, _)| rs)
             .to_string();
         let r = K8sReq::new(
             "create",
