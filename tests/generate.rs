@@ -381,4 +381,22 @@ async fn produces_to_kafka_with_actor_keys_and_a_limit() {
     .await
     .unwrap();
     assert_eq!(got, 10);
+
+    // live: paced by the wall clock (sped up), benign volume aimed at a target rate
+    let live = GenerateOptions {
+        live: Some(LiveOptions {
+            speed: 100.0,
+            attack_every: Duration::from_secs(20),
+            target_rate: Some(400.0),
+        }),
+        ..small(2, 1)
+    };
+    let token = tokio_util::sync::CancellationToken::new();
+    let started = std::time::Instant::now();
+    let s = produce_kafka(live, &bootstrap, &Topics::default(), None, Some(600), token)
+        .await
+        .unwrap();
+    assert_eq!(s.delivered, 600);
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(!s.labels.is_empty(), "an attack every 0.2 s of wall time");
 }

@@ -161,8 +161,8 @@ pub struct LiveOptions {
     /// Simulated time between injected attacks (the first comes after half of it, at
     /// most a minute).
     pub attack_every: Duration,
-    /// Steady benign events per second to aim for; overrides `scale` (approximate: the
-    /// rate still follows the time of day).
+    /// Steady benign events per wall-clock second to aim for; overrides `scale`
+    /// (approximate: the rate still follows the time of day).
     pub target_rate: Option<f64>,
 }
 
@@ -185,9 +185,9 @@ pub struct GenerateOptions {
     pub days: u32,
     pub start: DateTime<Utc>,
     pub workloads: usize,
-    /// Multiplies the rate of every benign periodic/Poisson process (1.0 ≈ 190k
-    /// Kubernetes events and 45k Vault entries per weekday). Rollouts, human sessions and
-    /// attacks are not scaled.
+    /// Multiplies the rate of every benign periodic/Poisson process (1.0 ≈ 165k
+    /// Kubernetes events and 46k Vault entries per weekday, 36k on weekends). Rollouts,
+    /// human sessions and attacks are not scaled.
     pub scale: f64,
     /// Attack scenarios per simulated day (file mode).
     pub attacks_per_day: usize,
@@ -285,8 +285,11 @@ impl Generator {
     pub fn new(opts: GenerateOptions) -> Result<Generator> {
         opts.validate()?;
         let mut scale = opts.scale;
-        if let Some(rate) = opts.live.as_ref().and_then(|l| l.target_rate) {
-            scale = rate / base_rate(&opts)?;
+        if let Some(l) = &opts.live
+            && let Some(rate) = l.target_rate
+        {
+            // events per wall-clock second; simulated time runs `speed` times faster
+            scale = rate / (base_rate(&opts)? * l.speed);
         }
         let start_us = opts.start.timestamp_micros();
         let ids = format::Ids::new(opts.seed);
