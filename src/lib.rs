@@ -39,6 +39,7 @@ pub mod loadtest;
 pub mod metrics;
 pub mod normalize;
 pub mod query;
+pub mod siem;
 pub mod source;
 pub mod store;
 

@@ -106,6 +106,19 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         status_every: u64,
     },
+    /// Print stored alerts, one JSON object per line (native, OCSF 2004 or ECS).
+    Alerts {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, value_enum, default_value = "native")]
+        format: auditwatch::siem::AlertFormat,
+        /// Only alerts of the last DURATION of event time, e.g. 24h.
+        #[arg(long)]
+        since: Option<humantime::Duration>,
+        /// Only this severity and above.
+        #[arg(long)]
+        min_severity: Option<String>,
+    },
     /// Load tool: pipeline throughput, Kafka-layer overhead, produce→stored latency.
     Bench {
         #[command(subcommand)]
@@ -311,6 +324,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
         }
         Command::Rules { cmd } => rules_cmd(cmd)?,
+        Command::Alerts {
+            data,
+            format,
+            since,
+            min_severity,
+        } => {
+            let min = match min_severity.as_deref() {
+                Some(s) => Some(
+                    auditwatch::detect::sigma::Level::parse(s)
+                        .ok_or_else(|| anyhow::anyhow!("unknown severity {s:?}"))?,
+                ),
+                None => None,
+            };
+            let mut sql = "select * from alerts".to_string();
+            if let Some(d) = since {
+                let from = chrono::Utc::now()
+                    - chrono::Duration::from_std(d.into()).context("--since out of range")?;
+                sql.push_str(&format!(" where time >= '{}'", from.to_rfc3339()));
+            }
+            sql.push_str(" order by time, id");
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            rt.block_on(async {
+                auditwatch::store::Store::open_local(&data.data_dir)?;
+                let q = auditwatch::query::QueryEngine::open(&data.data_dir)?;
+                for b in q.sql(&sql).await? {
+                    for a in auditwatch::siem::alerts_from_batch(&b) {
+                        if min.is_some_and(|m| a.severity < m) {
+                            continue;
+                        }
+                        writeln!(out, "{}", auditwatch::siem::render(&a, format))?;
+                    }
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            out.flush()?;
+        }
         Command::Bench {
             cmd,
             rules,
