@@ -143,8 +143,9 @@ pub fn decode(text: &str, opts: &DecodeOptions, sink: &mut dyn EventSink) -> Res
     Err(err)
 }
 
-/// Decides whether a stage becomes a row (see DESIGN.md: complete, panic, and the start of
-/// long-running requests that may never complete).
+/// Decides whether a stage becomes a row (see DESIGN.md: complete, panic, the start of
+/// long-running requests that may never complete, and failed authentications, which
+/// only have a start).
 fn keep_stage(
     stage: &str,
     verb: &str,
@@ -157,6 +158,9 @@ fn keep_stage(
         "ResponseStarted" => {
             opts.k8s_keep_all_stages
                 || code == Some(101)
+                // failed authentication: the API server answers 401 and records only
+                // this stage (the request never completes)
+                || code == Some(401)
                 || verb == "watch"
                 || matches!(
                     subresource,
@@ -424,5 +428,28 @@ pub fn k8s_action(verb: &str, subresource: Option<&str>) -> &'static str {
         "impersonate" => "impersonate",
         "escalate" | "bind" => "escalate",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_that_become_rows() {
+        let o = DecodeOptions::default();
+        assert!(keep_stage("ResponseComplete", "get", Some(200), None, &o));
+        // a failed authentication only ever has a ResponseStarted stage
+        assert!(keep_stage("ResponseStarted", "list", Some(401), None, &o));
+        // an ordinary request's start is dropped: its ResponseComplete is the row
+        assert!(!keep_stage("ResponseStarted", "get", Some(403), None, &o));
+        assert!(!keep_stage("RequestReceived", "get", None, None, &o));
+        assert!(keep_stage(
+            "ResponseStarted",
+            "create",
+            Some(101),
+            Some("exec"),
+            &o
+        ));
     }
 }

@@ -221,7 +221,9 @@ fn normalize_entry<'a>(
         .as_ref()
         .filter(|a| a.display_name.as_deref().is_some_and(|d| !d.is_empty()));
     let issued = ev.response.as_ref().and_then(|r| r.auth.as_ref());
-    let login = path.starts_with("auth/") && path.contains("/login");
+    // `auth/<mount>/login…`, and OIDC's browser flow ending in `auth/<mount>/oidc/callback`
+    let login =
+        path.starts_with("auth/") && (path.contains("/login") || path.ends_with("/oidc/callback"));
     let auth = top.or(issued);
     let kmip = ev.kind.starts_with("kmip-");
     match req.and_then(|r| r.client_certificate_serial_number.as_deref()) {
