@@ -214,6 +214,8 @@ pub async fn run(
         t.cancel();
     });
     let shared = Arc::new(crate::source::kafka::Shared::default());
+    // sinks stop after the pipeline: they keep delivering while it drains
+    let sink_stop = tokio_util::sync::CancellationToken::new();
     if !cfg.rules.is_empty() {
         let rs = load_rules(&cfg.rules, cfg.fields.as_deref())?;
         tracing::info!(
@@ -230,6 +232,23 @@ pub async fn run(
             token.clone(),
         ));
     }
+    let mut sink_tasks = Vec::new();
+    if !cfg.sinks.is_empty() {
+        let dir = cfg.data_dir.join("outbox");
+        *shared.outbox.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(crate::sink::Outbox::open(&dir)?);
+        let names: Vec<String> = cfg.sinks.iter().map(|s| s.name.clone()).collect();
+        for sc in &cfg.sinks {
+            let sink = crate::sink::Sink::open(sc, &cfg.kafka.bootstrap_servers)?;
+            tracing::info!(sink = sc.name, kind = ?sc.kind, "alert sink started");
+            sink_tasks.push(tokio::spawn(crate::sink::run(
+                sink,
+                dir.clone(),
+                names.clone(),
+                sink_stop.clone(),
+            )));
+        }
+    }
     let http = tokio::spawn(crate::api::serve(
         cfg.api_listen,
         shared.clone(),
@@ -238,6 +257,15 @@ pub async fn run(
     ));
     let stats = crate::source::kafka::run(&cfg, shared, token.clone()).await;
     token.cancel();
+    // give the sinks a moment to deliver what the drain produced; the rest waits in the
+    // outbox for the next start
+    if !sink_tasks.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    sink_stop.cancel();
+    for t in sink_tasks {
+        let _ = t.await;
+    }
     match http.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "http server failed"),
         Err(e) => tracing::warn!(error = %e, "http server task failed"),

@@ -50,6 +50,8 @@ pub struct RawConfig {
     pub pipeline: RawPipeline,
     pub api: RawApi,
     pub detect: RawDetect,
+    /// Alert sinks (`[[sinks]]`), any combination.
+    pub sinks: Vec<crate::sink::SinkConfig>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -190,6 +192,7 @@ pub struct Config {
     pub api_listen: std::net::SocketAddr,
     pub rules: Vec<PathBuf>,
     pub fields: Option<PathBuf>,
+    pub sinks: Vec<crate::sink::SinkConfig>,
 }
 
 /// Parses "500ms", "2s", "14d", "1h30m".
@@ -272,6 +275,16 @@ impl TryFrom<RawConfig> for Config {
                 .map_err(|e| Error::Config(format!("api.listen {:?}: {e}", raw.api.listen)))?,
             rules: raw.detect.rules,
             fields: raw.detect.fields,
+            sinks: {
+                let mut names = std::collections::HashSet::new();
+                for sk in &raw.sinks {
+                    sk.validate()?;
+                    if !names.insert(sk.name.clone()) {
+                        return Err(Error::Config(format!("two sinks are named {:?}", sk.name)));
+                    }
+                }
+                raw.sinks
+            },
         })
     }
 }

@@ -32,6 +32,9 @@ pub enum Error {
     QueryRefused(String),
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+
+    #[error("json error: {0}")]
+    Json(#[from] serde_json::Error),
     /// The Kafka client failed (broker, configuration, protocol). Often retryable.
     #[error("kafka error: {0}")]
     Kafka(String),

@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod query;
 pub mod siem;
+pub mod sink;
 pub mod source;
 pub mod store;
 

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub rules_reloads: IntCounterVec,
     pub correlation_groups: IntGauge,
     pub end_to_end_seconds: prometheus::Histogram,
+    pub sink_backlog: IntGaugeVec,
+    pub sink_delivered: IntCounterVec,
+    pub sink_failures: IntCounterVec,
 }
 
 fn build() -> prometheus::Result<Metrics> {
@@ -150,6 +153,24 @@ fn build() -> prometheus::Result<Metrics> {
             "auditwatch_end_to_end_seconds",
             "From a message's Kafka timestamp to its events stored and alerted on",
             prometheus::exponential_buckets(0.01, 2.0, 14)?,
+            r
+        )?,
+        sink_backlog: register_int_gauge_vec_with_registry!(
+            "auditwatch_sink_backlog_alerts",
+            "Alerts in the outbox a sink has not delivered yet",
+            &["sink"],
+            r
+        )?,
+        sink_delivered: register_int_counter_vec_with_registry!(
+            "auditwatch_sink_delivered_total",
+            "Alerts a sink's destination acknowledged",
+            &["sink"],
+            r
+        )?,
+        sink_failures: register_int_counter_vec_with_registry!(
+            "auditwatch_sink_failures_total",
+            "Failed delivery attempts (each is retried)",
+            &["sink"],
             r
         )?,
         registry: r,

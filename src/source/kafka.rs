@@ -63,6 +63,9 @@ pub struct Shared {
     pub alerts: tokio::sync::broadcast::Sender<crate::detect::Alert>,
     /// When set (by the load tool), every message's produce→stored latency in seconds.
     pub latency_probe: Mutex<Option<Vec<f64>>>,
+    /// The sinks' outbox (when sinks are configured): new alerts are appended before the
+    /// batch's offsets are stored.
+    pub outbox: Mutex<Option<crate::sink::Outbox>>,
 }
 
 impl Default for Shared {
@@ -76,6 +79,7 @@ impl Default for Shared {
             rules: crate::app::LiveRules::default(),
             alerts: tokio::sync::broadcast::channel(4096).0,
             latency_probe: Mutex::new(None),
+            outbox: Mutex::new(None),
         }
     }
 }
@@ -641,11 +645,11 @@ async fn handle(
             .inc_by(std::mem::take(&mut engine.suppressed));
         if !raised.is_empty() {
             let mut backoff = Duration::from_millis(100);
-            loop {
-                match store.append_alerts(&raised).await {
-                    Ok(s) => {
+            let fresh = loop {
+                match store.append_new_alerts(&raised).await {
+                    Ok((s, fresh)) => {
                         stats.alerts += s.written as u64;
-                        break;
+                        break fresh;
                     }
                     Err(e) if e.is_retryable() => {
                         tracing::warn!(error = %e, "alert write failed; retrying");
@@ -654,8 +658,28 @@ async fn handle(
                     }
                     Err(e) => return Err(e),
                 }
+            };
+            // the sinks' acceptance: durable in the outbox (a replay's alerts are not new)
+            loop {
+                let r = match shared
+                    .outbox
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    Some(o) => o.append(&fresh),
+                    None => Ok(()),
+                };
+                match r {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "outbox append failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
             }
-            for a in raised {
+            for a in fresh {
                 metrics()
                     .alerts
                     .with_label_values(&[a.rule_id.as_str(), a.severity.as_str()])

@@ -187,6 +187,15 @@ impl Store {
     /// Appends alerts to `alerts/date=<YYYY-MM-DD>/`, dropping ids already stored (a replay
     /// raises the same alert ids).
     pub async fn append_alerts(&mut self, alerts: &[crate::detect::Alert]) -> Result<AppendStats> {
+        Ok(self.append_new_alerts(alerts).await?.0)
+    }
+
+    /// Like [`append_alerts`](Self::append_alerts), also returning the alerts that were new.
+    pub async fn append_new_alerts(
+        &mut self,
+        alerts: &[crate::detect::Alert],
+    ) -> Result<(AppendStats, Vec<crate::detect::Alert>)> {
+        let mut fresh_all = Vec::new();
         let mut stats = AppendStats::default();
         let mut by_date: std::collections::BTreeMap<String, Vec<&crate::detect::Alert>> =
             Default::default();
@@ -220,8 +229,9 @@ impl Store {
             }
             stats.written += batch.num_rows();
             stats.files += 1;
+            fresh_all.extend(keep.into_iter().cloned());
         }
-        Ok(stats)
+        Ok((stats, fresh_all))
     }
 
     async fn put_parquet(&self, path: &ObjPath, batch: &RecordBatch, bloom: &[&str]) -> Result<()> {
