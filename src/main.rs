@@ -133,6 +133,24 @@ enum Command {
         #[arg(long, global = true)]
         work_dir: Option<PathBuf>,
     },
+    /// Merge small Parquet files per partition (sorted, bloom filters, page index) and
+    /// apply retention; finishes or undoes a merge an earlier run left half done.
+    Compact {
+        #[command(flatten)]
+        data: DataDir,
+        /// Leave partitions with a file younger than this alone (still being written).
+        #[arg(long, default_value = "1h")]
+        min_age: humantime::Duration,
+        /// Rows per output file at most.
+        #[arg(long, default_value_t = 1_000_000)]
+        target_rows: usize,
+        /// Rows per row group in the outputs.
+        #[arg(long, default_value_t = 128 * 1024)]
+        row_group_rows: usize,
+        /// Retention per source and table, e.g. kubernetes=90d,vault=365d,alerts=2y,quarantine=30d.
+        #[arg(long)]
+        retain: Option<String>,
+    },
     /// Sigma rules: check them, run their tests, or run them over audit files.
     Rules {
         #[command(subcommand)]
@@ -324,6 +342,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
         }
         Command::Rules { cmd } => rules_cmd(cmd)?,
+        Command::Compact {
+            data,
+            min_age,
+            target_rows,
+            row_group_rows,
+            retain,
+        } => {
+            use auditwatch::store::compact;
+            let opts = compact::CompactOptions {
+                min_age: min_age.into(),
+                target_rows,
+                row_group_rows,
+                retain: compact::parse_retention(retain.as_deref().unwrap_or(""))?,
+                ..Default::default()
+            };
+            let store = auditwatch::store::Store::open_local(&data.data_dir)?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(store.root())?
+                .with_automatic_cleanup(true);
+            let summary = rt
+                .block_on(compact::compact(std::sync::Arc::new(fs), &opts))
+                .context("compact failed")?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
         Command::Alerts {
             data,
             format,

@@ -15,6 +15,8 @@
 //! Files are sorted by (actor, time) and carry page-level statistics and bloom filters on
 //! `actor` and `resource_path` so identity and path queries prune most row groups.
 
+pub mod compact;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
