@@ -28,6 +28,7 @@
 
 pub mod api;
 pub mod app;
+pub mod baseline;
 pub mod batch;
 pub mod config;
 pub mod decode;
