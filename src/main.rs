@@ -151,6 +151,11 @@ enum Command {
         #[arg(long)]
         retain: Option<String>,
     },
+    /// Baseline detectors: rebuild their state from the store.
+    Baseline(auditwatch::baseline::cli::BaselineArgs),
+    /// Measure the detectors on labeled generated traffic: per scenario type detected or
+    /// missed, false alerts per simulated day.
+    Eval(auditwatch::baseline::cli::EvalArgs),
     /// Sigma rules: check them, run their tests, or run them over audit files.
     Rules {
         #[command(subcommand)]
@@ -342,6 +347,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
         }
         Command::Rules { cmd } => rules_cmd(cmd)?,
+        Command::Baseline(args) => {
+            let out = rt
+                .block_on(auditwatch::baseline::cli::run_baseline(args))
+                .context("baseline failed")?;
+            println!("{out}");
+        }
+        Command::Eval(args) => {
+            let out = auditwatch::baseline::cli::run_eval(args).context("eval failed")?;
+            println!("{out}");
+        }
         Command::Compact {
             data,
             min_age,
