@@ -34,6 +34,8 @@ pub struct IngestConfig {
     pub progress: bool,
     /// Rules evaluated on every batch; alerts go to the `alerts` table.
     pub rules: Option<Arc<RuleSet>>,
+    /// Baseline detectors run over the input in event time (flushed at the end).
+    pub baselines: Option<crate::baseline::DetectorConfig>,
 }
 
 /// The line `ingest` prints at the end.
@@ -58,15 +60,19 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestSummary> {
     let mut stored = AppendStats::default();
     let mut write_err = None;
     let mut engine = cfg.rules.clone().map(Engine::new);
+    let mut baselines = cfg.baselines.clone().map(crate::baseline::Baselines::new);
     let mut alerts = AppendStats::default();
     while let Some(closed) = rx.recv().await {
         if write_err.is_some() {
             continue; // drain so the decoder finishes; the error is reported below
         }
-        let raised = match (&mut engine, &closed.events) {
+        let mut raised = match (&mut engine, &closed.events) {
             (Some(e), Some(b)) => e.evaluate(b),
             _ => vec![],
         };
+        if let (Some(bl), Some(b)) = (&mut baselines, &closed.events) {
+            raised.extend(bl.evaluate(b));
+        }
         // events first, then their alerts: an alert never points at an unstored event
         let res = match write_closed(&mut store, &closed, &mut stored).await {
             Ok(()) => store.append_alerts(&raised).await.map(|s| alerts += s),
@@ -74,6 +80,15 @@ pub async fn ingest(cfg: IngestConfig) -> Result<IngestSummary> {
         };
         if let Err(e) = res {
             write_err = Some(e);
+        }
+    }
+    if let Some(bl) = &mut baselines
+        && write_err.is_none()
+    {
+        // end of input: the rows still held for lateness are processed now
+        match store.append_alerts(&bl.flush()).await {
+            Ok(s) => alerts += s,
+            Err(e) => write_err = Some(e),
         }
     }
     let counts = decoder

@@ -61,6 +61,13 @@ pub struct RawDetect {
     pub rules: Vec<PathBuf>,
     /// Field mapping file (default: the built-in copy of rules/fields.yml).
     pub fields: Option<PathBuf>,
+    /// Run the per-identity baseline detectors.
+    pub baselines: bool,
+    /// Detectors file merged over the built-in detectors/default.yml.
+    pub detectors: Option<PathBuf>,
+    /// How often baseline state is saved with the offsets it reflects ("30s"); offsets
+    /// are committed at that pace when baselines are on.
+    pub snapshot_interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,6 +200,9 @@ pub struct Config {
     pub rules: Vec<PathBuf>,
     pub fields: Option<PathBuf>,
     pub sinks: Vec<crate::sink::SinkConfig>,
+    /// Baseline detectors (None: off).
+    pub baselines: Option<crate::baseline::DetectorConfig>,
+    pub snapshot_interval: Duration,
 }
 
 /// Parses "500ms", "2s", "14d", "1h30m".
@@ -273,6 +283,17 @@ impl TryFrom<RawConfig> for Config {
                 .listen
                 .parse()
                 .map_err(|e| Error::Config(format!("api.listen {:?}: {e}", raw.api.listen)))?,
+            baselines: if raw.detect.baselines {
+                Some(match &raw.detect.detectors {
+                    Some(p) => crate::baseline::DetectorConfig::load(p)?,
+                    None => crate::baseline::DetectorConfig::default(),
+                })
+            } else {
+                None
+            },
+            snapshot_interval: parse_duration(
+                raw.detect.snapshot_interval.as_deref().unwrap_or("30s"),
+            )?,
             rules: raw.detect.rules,
             fields: raw.detect.fields,
             sinks: {

@@ -147,6 +147,7 @@ pub async fn bench_pipeline(
             limits: BatchLimits::default(),
             progress: false,
             rules: rules.clone(),
+            baselines: None,
         })
         .await?;
         rows += s.events;

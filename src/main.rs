@@ -59,6 +59,12 @@ enum Command {
         /// to the `alerts` table.
         #[arg(long = "rules")]
         rules: Vec<PathBuf>,
+        /// Run the per-identity baseline detectors too (settings: --detectors).
+        #[arg(long)]
+        baselines: bool,
+        /// Detectors file merged over the built-in detectors/default.yml.
+        #[arg(long)]
+        detectors: Option<PathBuf>,
         #[arg(required = true)]
         files: Vec<String>,
     },
@@ -296,8 +302,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             all_stages,
             no_progress,
             rules,
+            baselines,
+            detectors,
             files,
         } => {
+            let baselines = match (baselines, detectors) {
+                (_, Some(p)) => Some(auditwatch::baseline::DetectorConfig::load(&p)?),
+                (true, None) => Some(auditwatch::baseline::DetectorConfig::default()),
+                (false, None) => None,
+            };
             let rules = if rules.is_empty() {
                 None
             } else {
@@ -317,6 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 limits: BatchLimits::default(),
                 progress: !no_progress,
                 rules,
+                baselines,
             };
             let summary = rt.block_on(app::ingest(cfg)).context("ingest failed")?;
             println!("{}", serde_json::to_string(&summary)?);

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub sink_backlog: IntGaugeVec,
     pub sink_delivered: IntCounterVec,
     pub sink_failures: IntCounterVec,
+    pub baseline_identities: IntGauge,
+    pub baseline_snapshot_bytes: IntGauge,
 }
 
 fn build() -> prometheus::Result<Metrics> {
@@ -171,6 +173,16 @@ fn build() -> prometheus::Result<Metrics> {
             "auditwatch_sink_failures_total",
             "Failed delivery attempts (each is retried)",
             &["sink"],
+            r
+        )?,
+        baseline_identities: register_int_gauge_with_registry!(
+            "auditwatch_baseline_identities",
+            "Identities whose behaviour the baseline detectors hold",
+            r
+        )?,
+        baseline_snapshot_bytes: register_int_gauge_with_registry!(
+            "auditwatch_baseline_snapshot_bytes",
+            "Size of the last baseline state snapshot",
             r
         )?,
         registry: r,

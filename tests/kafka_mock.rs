@@ -380,3 +380,43 @@ async fn rules_alerts_reach_the_sinks_and_replays_add_none() {
     let n = std::fs::read_to_string(&sink_file).unwrap().lines().count() as i64;
     assert_eq!(n, stored, "a replay delivers no duplicate alert");
 }
+
+/// With baselines on, their state is saved with the offsets it reflects and offsets are
+/// committed only up to a saved state; a restart restores it and re-reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_state_is_saved_with_its_offsets_and_restored() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("k8s-audit", 4, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, &events(0..200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let mk = || {
+        let mut c = config(&bootstrap, &data, "aw-base", "");
+        c.baselines = Some(auditwatch::baseline::DetectorConfig::default());
+        c.snapshot_interval = Duration::from_millis(200);
+        c
+    };
+    let first = run_until(mk(), data.clone(), 200, 0).await;
+    assert_eq!(first.messages, 200);
+    let snap = std::fs::read(data.join("state/baselines-aw-base.snapshot")).unwrap();
+    let n = u64::from_le_bytes(snap[..8].try_into().unwrap()) as usize;
+    let head: serde_json::Value = serde_json::from_slice(&snap[8..8 + n]).unwrap();
+    let total: i64 = head["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o[2].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 200, "the state reflects every message: {head}");
+    let restored =
+        auditwatch::baseline::Baselines::from_snapshot(Default::default(), &snap[8 + n..]).unwrap();
+    assert!(restored.identities() > 0);
+    // a restart of the same group: committed offsets match the state, nothing is re-read
+    produce(&bootstrap, &events(200..240)).await;
+    let second = run_until(mk(), data.clone(), 240, 0).await;
+    assert_eq!(
+        second.messages, 40,
+        "offsets were committed up to the saved state"
+    );
+}

@@ -15,14 +15,32 @@ fn pack() -> PathBuf {
 fn the_pack_checks_clean_and_its_tests_pass() {
     let (rs, outcomes) = tooling::run_tests(&[pack()], &FieldMap::builtin());
     let diags: Vec<String> = rs.diagnostics.iter().map(|d| d.to_string()).collect();
-    assert!(diags.is_empty(), "rules check findings:\n{}", diags.join("\n"));
+    assert!(
+        diags.is_empty(),
+        "rules check findings:\n{}",
+        diags.join("\n")
+    );
     assert_eq!(rs.dropped, 0);
     let failed: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.passed)
-        .map(|o| format!("{}:{} {} — {}: {}", o.file.display(), o.line, o.title, o.name, o.detail))
+        .map(|o| {
+            format!(
+                "{}:{} {} — {}: {}",
+                o.file.display(),
+                o.line,
+                o.title,
+                o.name,
+                o.detail
+            )
+        })
         .collect();
-    assert!(failed.is_empty(), "{} failing rule tests:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} failing rule tests:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
     assert!(outcomes.len() >= 70, "only {} rule tests", outcomes.len());
     let untested: Vec<&str> = rs
         .rules

@@ -347,7 +347,23 @@ pub async fn run(
     };
 
     let (tx, rx) = mpsc::channel::<Job>(4);
-    let writer = tokio::spawn(writer(store, rx, consumer.clone(), dlq, shared.clone()));
+    let baselines = match &cfg.baselines {
+        Some(d) => Some(super::state::BaselineState::open(
+            d.clone(),
+            &cfg.data_dir,
+            &cfg.kafka.group_id,
+        )?),
+        None => None,
+    };
+    let writer = tokio::spawn(writer(
+        store,
+        rx,
+        consumer.clone(),
+        dlq,
+        shared.clone(),
+        baselines,
+        cfg.snapshot_interval,
+    ));
     let mut parts: HashMap<Tp, PartState> = HashMap::new();
     let mut stats = RunStats::default();
     let mut tick = tokio::time::interval(
@@ -491,11 +507,27 @@ async fn writer(
     consumer: Arc<AuditConsumer>,
     dlq: Option<(String, FutureProducer)>,
     shared: Arc<Shared>,
+    mut baselines: Option<super::state::BaselineState>,
+    snapshot_every: Duration,
 ) -> Result<RunStats> {
     let mut stats = RunStats::default();
     let mut rules_version = 0;
     let mut engine: Option<crate::detect::Engine> = None;
-    while let Some(job) = rx.recv().await {
+    let mut snap_tick = tokio::time::interval(snapshot_every.max(Duration::from_millis(100)));
+    snap_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let job = tokio::select! {
+            j = rx.recv() => match j {
+                Some(j) => j,
+                None => break,
+            },
+            _ = snap_tick.tick() => {
+                if let Some(b) = baselines.as_mut().filter(|b| b.has_pending()) {
+                    snapshot_and_store(b, &consumer)?;
+                }
+                continue;
+            }
+        };
         metrics()
             .queue_depth
             .with_label_values(&["store_writer"])
@@ -513,13 +545,35 @@ async fn writer(
             &dlq,
             &mut stats,
             engine.as_mut(),
+            baselines.as_mut(),
             &shared,
         )
         .await;
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         r?;
     }
+    // drained: save the state with everything it took, then let those offsets commit
+    if let Some(b) = baselines.as_mut() {
+        snapshot_and_store(b, &consumer)?;
+    }
     Ok(stats)
+}
+
+/// Saves baseline state, then hands the offsets it reflects to librdkafka.
+fn snapshot_and_store(b: &mut super::state::BaselineState, consumer: &AuditConsumer) -> Result<()> {
+    let offsets = b.snapshot()?;
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in offsets {
+        tpl.add_partition_offset(&t, p, Offset::Offset(o))
+            .map_err(kafka_err)?;
+    }
+    if tpl.count() > 0
+        && let Err(e) = consumer.store_offsets(&tpl)
+    {
+        metrics().commit_failures.inc();
+        tracing::debug!(error = %e, "offset store after snapshot refused");
+    }
+    Ok(())
 }
 
 async fn handle(
@@ -529,6 +583,7 @@ async fn handle(
     dlq: &Option<(String, FutureProducer)>,
     stats: &mut RunStats,
     engine: Option<&mut crate::detect::Engine>,
+    baselines: Option<&mut super::state::BaselineState>,
     shared: &Shared,
 ) -> Result<()> {
     let (tp, closed, dead, commit_to, msg_times) = match job {
@@ -633,16 +688,28 @@ async fn handle(
         }
     }
     // 3. detection, and its alerts durable in the `alerts` table (the first sink)
+    let mut raised = Vec::new();
+    let t = Instant::now();
     if let (Some(engine), Some(b)) = (engine, &closed.events) {
-        let t = Instant::now();
-        let raised = engine.evaluate(b);
-        metrics().detect_seconds.observe(t.elapsed().as_secs_f64());
+        raised = engine.evaluate(b);
         metrics()
             .correlation_groups
             .set(engine.open_groups() as i64);
         metrics()
             .alerts_suppressed
             .inc_by(std::mem::take(&mut engine.suppressed));
+    }
+    let baselines_on = baselines.is_some();
+    if let Some(bs) = baselines {
+        if let Some(b) = &closed.events
+            && let Some(fresh) = bs.unseen(&tp, b)?
+        {
+            raised.extend(bs.baselines.evaluate(&fresh));
+        }
+        bs.processed(&tp, commit_to);
+    }
+    metrics().detect_seconds.observe(t.elapsed().as_secs_f64());
+    {
         if !raised.is_empty() {
             let mut backoff = Duration::from_millis(100);
             let fresh = loop {
@@ -704,6 +771,10 @@ async fn handle(
     drop(probe);
     // 4. only now may the offset be committed. `commit_to` is already the *next* offset to
     //    read (last durable message + 1), which is what rd_kafka_offsets_store expects.
+    //    With baselines on, offsets are stored after the next state snapshot instead.
+    if baselines_on {
+        return Ok(());
+    }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(commit_to))
         .map_err(kafka_err)?;

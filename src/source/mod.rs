@@ -3,3 +3,4 @@
 
 pub mod file;
 pub mod kafka;
+pub mod state;
