@@ -157,12 +157,32 @@ impl Default for RawPipeline {
 #[serde(deny_unknown_fields, default)]
 pub struct RawApi {
     pub listen: String,
+    /// Bearer tokens: `[[api.tokens]]` with `name`, `role` (`reader` or `admin`) and
+    /// `sha256` (hex hash of the token; `auditwatch serve --hash-token` prints it).
+    pub tokens: Vec<crate::api::auth::RawToken>,
+    /// File of tokens, one `name role sha256` per line (`#` comments), e.g. a mounted
+    /// secret; `AUDITWATCH__API__TOKENS_FILE`.
+    pub tokens_file: Option<PathBuf>,
+    /// Memory pool of API queries ("512MiB"); sorts and aggregations spill beyond it.
+    pub query_memory_limit: String,
+    /// Time limit of one API query ("30s"); past it the answer is a 504.
+    pub query_timeout: String,
+    /// Most rows `POST /api/v1/query` returns (the answer says `truncated`).
+    pub query_max_rows: usize,
+    /// Largest request body (bytes); larger ones get a 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for RawApi {
     fn default() -> Self {
         RawApi {
             listen: "127.0.0.1:8080".into(),
+            tokens: vec![],
+            tokens_file: None,
+            query_memory_limit: "512MiB".into(),
+            query_timeout: "30s".into(),
+            query_max_rows: 100_000,
+            max_body_bytes: crate::api::DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -197,6 +217,10 @@ pub struct Config {
     pub vault_pair_wait: Duration,
     pub k8s_all_stages: bool,
     pub api_listen: std::net::SocketAddr,
+    /// API bearer tokens (hashes, names, roles).
+    pub api_tokens: Vec<crate::api::auth::ApiToken>,
+    pub api_limits: crate::query::QueryLimits,
+    pub api_max_body_bytes: usize,
     pub rules: Vec<PathBuf>,
     pub fields: Option<PathBuf>,
     pub sinks: Vec<crate::sink::SinkConfig>,
@@ -257,6 +281,7 @@ impl TryFrom<RawConfig> for Config {
             }
             (None, None) => None,
         };
+        let api = crate::api::validate(&raw.api)?;
         if raw.pipeline.batch_rows == 0 {
             return Err(Error::Config(
                 "pipeline.batch_rows must be at least 1".into(),
@@ -283,6 +308,9 @@ impl TryFrom<RawConfig> for Config {
                 .listen
                 .parse()
                 .map_err(|e| Error::Config(format!("api.listen {:?}: {e}", raw.api.listen)))?,
+            api_tokens: api.0,
+            api_limits: api.1,
+            api_max_body_bytes: api.2,
             baselines: if raw.detect.baselines {
                 Some(match &raw.detect.detectors {
                     Some(p) => crate::baseline::DetectorConfig::load(p)?,

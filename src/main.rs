@@ -85,6 +85,24 @@ enum Command {
         format: OutputFormat,
         sql: String,
     },
+    /// Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) over an existing store.
+    Serve {
+        /// Store directory (default: store.data_dir of the configuration, "data").
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Listen address (default: api.listen of the configuration, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// TOML configuration ([api] tokens and limits); AUDITWATCH__API__… overrides it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Serve without authentication (every caller is an admin), on loopback only.
+        #[arg(long)]
+        insecure_no_auth: bool,
+        /// Read a token on stdin, print its SHA-256 for [[api.tokens]] or api.tokens_file, exit.
+        #[arg(long, conflicts_with_all = ["data_dir", "listen", "config", "insecure_no_auth"])]
+        hash_token: bool,
+    },
     /// Everything in one process: in-process Kafka, live generated traffic with attacks,
     /// the pipeline with the rule pack, HTTP on 127.0.0.1; prints alerts as they fire.
     Demo {
@@ -359,6 +377,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(app::query(&data.data_dir, &sql, format, &mut out))
                 .context("query failed")?;
             out.flush()?;
+        }
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+            insecure_no_auth,
+            hash_token,
+        } => {
+            if hash_token {
+                println!(
+                    "{}",
+                    auditwatch::api::auth::hash_token_from(std::io::stdin())?
+                );
+                return Ok(());
+            }
+            let cfg =
+                auditwatch::config::load(config.as_deref()).context("invalid configuration")?;
+            let opts = auditwatch::api::ServeOptions {
+                data_dir,
+                listen,
+                insecure_no_auth,
+            };
+            rt.block_on(auditwatch::api::serve_store(cfg, opts, shutdown_signal()))
+                .context("serve failed")?;
         }
         Command::Rules { cmd } => rules_cmd(cmd)?,
         Command::Baseline(args) => {
