@@ -264,9 +264,10 @@ pub async fn run(
             )));
         }
     }
-    let http = tokio::spawn(crate::api::serve(
+    let api = crate::api::ApiState::from_config(&cfg, shared.clone())?;
+    let http = tokio::spawn(crate::api::serve_with(
         cfg.api_listen,
-        shared.clone(),
+        api,
         token.clone(),
         None,
     ));

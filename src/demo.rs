@@ -142,9 +142,10 @@ pub async fn demo(
     let mut alerts_rx = shared.alerts.subscribe();
 
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let http = tokio::spawn(crate::api::serve(
+    let api = crate::api::ApiState::for_demo(&cfg, shared.clone())?;
+    let http = tokio::spawn(crate::api::serve_with(
         cfg.api_listen,
-        shared.clone(),
+        api,
         token.clone(),
         Some(bound_tx),
     ));
