@@ -436,3 +436,19 @@ fn retention_names_are_checked() {
     assert!(compact::parse_retention("vault").is_err());
     assert!(compact::parse_retention("").unwrap().is_empty());
 }
+
+/// An unreadable file fails its partition only; the others are compacted.
+#[test]
+fn a_bad_partition_does_not_stop_the_others() {
+    let (_tmp, data) = store();
+    let before = keys_by_partition(&data);
+    let bad_dir = data.join(before.keys().find(|p| p.starts_with("events/")).unwrap());
+    let bad = bad_dir.join("part-0-garbage.parquet");
+    std::fs::write(&bad, b"not parquet at all").unwrap();
+    let files_in_bad = std::fs::read_dir(&bad_dir).unwrap().count();
+    let s = run(&data, &now_opts()).unwrap();
+    assert_eq!(s.partitions_failed, 1, "{s:?}");
+    assert!(s.partitions_compacted > 10, "{s:?}");
+    assert_eq!(std::fs::read_dir(&bad_dir).unwrap().count(), files_in_bad);
+    assert!(manifests(&data).is_empty());
+}

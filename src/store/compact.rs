@@ -136,6 +136,9 @@ pub struct CompactSummary {
     pub rolled_forward: usize,
     /// Interrupted merges undone (outputs incomplete: outputs deleted).
     pub rolled_back: usize,
+    /// Partitions left as they were because their merge failed (see the log); the others
+    /// are compacted all the same.
+    pub partitions_failed: usize,
     /// Partitions (and their files) deleted by retention.
     pub partitions_expired: usize,
     pub files_expired: usize,
@@ -244,9 +247,44 @@ pub async fn compact(store: Arc<dyn ObjectStore>, opts: &CompactOptions) -> Resu
         }
         let mut part = part;
         recover(store.as_ref(), &mut part, &mut summary).await?;
-        compact_partition(store.as_ref(), &part, opts, &mut summary).await?;
+        if let Err(e) = compact_partition(store.as_ref(), &part, opts, &mut summary).await {
+            if opts.crash_after.is_some() {
+                return Err(e);
+            }
+            // one bad partition (an unreadable file, a schema it cannot merge) must not
+            // stop the others: undo what its merge wrote, as the next run would
+            tracing::warn!(partition = %part.dir, error = %e, "partition not compacted");
+            summary.partitions_failed += 1;
+            let mut again = list_partition(store.as_ref(), &part.dir, part.table).await?;
+            recover(store.as_ref(), &mut again, &mut CompactSummary::default()).await?;
+        }
     }
     Ok(summary)
+}
+
+/// One partition directory as it is now.
+async fn list_partition(store: &dyn ObjectStore, dir: &str, table: Table) -> Result<Partition> {
+    let mut part = Partition {
+        dir: dir.to_string(),
+        table,
+        files: vec![],
+        manifests: vec![],
+    };
+    let prefix = ObjPath::from(dir);
+    let objects: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
+    for o in objects {
+        match o.location.as_ref().rsplit_once('/') {
+            Some((d, name)) if d == dir => {
+                if name.starts_with(MANIFEST_PREFIX) && name.ends_with(".json") {
+                    part.manifests.push(o);
+                } else if name.ends_with(".parquet") {
+                    part.files.push(o);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(part)
 }
 
 async fn list_partitions(store: &dyn ObjectStore) -> Result<Vec<Partition>> {
