@@ -115,6 +115,7 @@ fn output_ingests_without_quarantine_and_labels_point_at_rows() {
         limits: BatchLimits::default(),
         progress: false,
         rules: None,
+        baselines: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ing = rt.block_on(app::ingest(cfg)).unwrap();
