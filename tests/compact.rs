@@ -61,6 +61,7 @@ fn template() -> &'static Path {
                 },
                 progress: false,
                 rules: Some(rules.clone()),
+                baselines: None,
             };
             rt.block_on(app::ingest(cfg)).unwrap();
         }
