@@ -84,6 +84,9 @@ pub struct EvalArgs {
     /// Print the full report as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Write every alert to this file (JSON lines).
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
 }
 
 fn detectors(path: &Option<PathBuf>) -> Result<DetectorConfig> {
@@ -122,9 +125,9 @@ pub fn run_eval(args: EvalArgs) -> Result<String> {
             ..Default::default()
         }),
     };
-    let gen_labels = match (&input, &args.labels) {
-        (Input::Generate(g), Some(l)) => Some((g.clone(), l.clone())),
-        _ => None,
+    let labels_out = match &input {
+        Input::Generate(_) => args.labels.clone(),
+        Input::Dir { .. } => None,
     };
     let with_rules = rules.is_some();
     let report = super::eval::run(EvalOptions {
@@ -133,13 +136,9 @@ pub fn run_eval(args: EvalArgs) -> Result<String> {
         rules,
         warmup_days: args.warmup_days,
         batch_rows: 8192,
+        labels_out,
+        alerts_out: args.alerts.clone(),
     })?;
-    if let Some((g, path)) = gen_labels {
-        // the labels of the same (deterministic) run, for inspection
-        let mut generator = crate::generate::Generator::new(g)?;
-        while generator.next_event().is_some() {}
-        crate::generate::write_labels(generator.labels(), &path)?;
-    }
     Ok(if args.json {
         serde_json::to_string_pretty(&report).map_err(|e| Error::Io(e.into()))?
     } else {

@@ -245,6 +245,7 @@ pub struct BreadthCfg {
     pub sources: SourceSet,
     pub window_us: i64,
     pub learning_us: i64,
+    pub dispersion: f64,
     pub classes: PerClass<CountClass>,
 }
 
@@ -255,6 +256,7 @@ pub struct DeniedCfg {
     pub outcomes: Vec<String>,
     pub window_us: i64,
     pub learning_us: i64,
+    pub dispersion: f64,
     pub classes: PerClass<CountClass>,
 }
 
@@ -537,6 +539,7 @@ struct RawBreadth {
     sources: Vec<String>,
     window: String,
     learning: String,
+    dispersion: f64,
     classes: BTreeMap<String, Option<RawBreadthClass>>,
 }
 
@@ -555,6 +558,7 @@ struct RawDenied {
     outcomes: Vec<String>,
     window: String,
     learning: String,
+    dispersion: f64,
     classes: BTreeMap<String, Option<RawDeniedClass>>,
 }
 
@@ -724,6 +728,7 @@ impl TryFrom<RawConfig> for DetectorConfig {
             sources: SourceSet::parse(&b.sources, "breadth")?,
             window_us: positive_duration(&b.window, "breadth.window")?,
             learning_us: duration_us(&b.learning, "breadth.learning")?,
+            dispersion: b.dispersion.max(0.0),
             classes: per_class(b.classes, "breadth.classes", |c| {
                 Ok(CountClass {
                     p_value: p_value(c.p_value, "breadth.classes")?,
@@ -744,6 +749,7 @@ impl TryFrom<RawConfig> for DetectorConfig {
             outcomes: d.outcomes,
             window_us: positive_duration(&d.window, "denied.window")?,
             learning_us: duration_us(&d.learning, "denied.learning")?,
+            dispersion: d.dispersion.max(0.0),
             classes: per_class(d.classes, "denied.classes", |c| {
                 Ok(CountClass {
                     p_value: p_value(c.p_value, "denied.classes")?,

@@ -296,9 +296,22 @@ impl Baselines {
                 }
             }
         }
-        self.first_seen(idx, ev, out);
+        // the secret path's hash serves first-seen and breadth
+        let secret_path = self
+            .dim_value(Dimension::SecretPath, ev, false)
+            .map(|x| x.0);
+        // right after its own rollout a workload may start using a new secret of its own
+        // namespace or a new client: learned without an alert
+        let quiet = if expected {
+            let id = self.slots[idx].as_ref().expect("live identity");
+            matches!(id.class, Class::Workload | Class::Ci)
+        } else {
+            false
+        };
+        let own_secret = quiet && self.own_secret(idx, ev);
+        self.first_seen(idx, ev, secret_path, (quiet, own_secret), out);
         self.volume(idx, ev, expected, out);
-        self.breadth(idx, ev, expected, out);
+        self.breadth(idx, ev, expected, secret_path, out);
         if is_denied {
             self.denied(idx, ev, out);
         }
@@ -367,6 +380,29 @@ impl Baselines {
         }
         let (rt, e) = self.rollouts.get(&nsk)?;
         (ev.time >= rt - 60_000_000 && ev.time <= rt + grace).then(|| (*rt, self.id_text(e)))
+    }
+
+    /// The secret belongs to the identity's own namespace: a Kubernetes secret in its
+    /// service-account namespace, or a Vault path whose team prefix is that namespace.
+    fn own_secret(&self, idx: usize, ev: &Ev<'_>) -> bool {
+        let Some(id) = self.slots[idx].as_ref() else {
+            return false;
+        };
+        let Some(own) = super::identity::sa_namespace(&id.actor) else {
+            return false;
+        };
+        if !ev.secret_access {
+            return false;
+        }
+        if ev.source.is_vault() {
+            let Some(path) = ev.resource_path else {
+                return false;
+            };
+            let (_, _, rest) = vault_parts(ev, path);
+            rest.split('/').next() == Some(own)
+        } else {
+            ev.resource_namespace == Some(own)
+        }
     }
 
     fn expected(&self, idx: usize, ev: &Ev<'_>) -> bool {
@@ -469,7 +505,14 @@ impl Baselines {
         out.push(self.emit(idx, d));
     }
 
-    fn first_seen(&mut self, idx: usize, ev: &Ev<'_>, out: &mut Vec<Alert>) {
+    fn first_seen(
+        &mut self,
+        idx: usize,
+        ev: &Ev<'_>,
+        secret_path: Option<u64>,
+        (after_rollout, own_secret): (bool, bool),
+        out: &mut Vec<Alert>,
+    ) {
         let min_days = self.cfg.identities.min_active_days;
         let fs = &self.cfg.first_seen;
         if !fs.enabled || !fs.sources.contains(ev.source) {
@@ -491,7 +534,12 @@ impl Baselines {
             if !dc.classes.contains(class) {
                 continue;
             }
-            let Some((h, _)) = self.dim_value(d, ev, false) else {
+            let h = if d == Dimension::SecretPath {
+                secret_path
+            } else {
+                self.dim_value(d, ev, false).map(|x| x.0)
+            };
+            let Some(h) = h else {
                 continue;
             };
             let id = self.slots[idx].as_mut().expect("live identity");
@@ -534,7 +582,13 @@ impl Baselines {
             if !novel {
                 continue;
             }
+            let expected = match d {
+                Dimension::SecretPath | Dimension::SecretPrefix => own_secret,
+                Dimension::UserAgent => after_rollout,
+                _ => false,
+            };
             if !dc.classes.contains(id_class)
+                || expected
                 || !learned
                 || nv.saturated & (1 << di) != 0
                 || nv.alerted[di] == win.wrapping_add(1)
@@ -800,7 +854,14 @@ impl Baselines {
 
     // ------------------------------------------------------------ breadth
 
-    fn breadth(&mut self, idx: usize, ev: &Ev<'_>, expected: bool, out: &mut Vec<Alert>) {
+    fn breadth(
+        &mut self,
+        idx: usize,
+        ev: &Ev<'_>,
+        expected: bool,
+        secret_path: Option<u64>,
+        out: &mut Vec<Alert>,
+    ) {
         let min_days = self.cfg.identities.min_active_days;
         let bc = &self.cfg.breadth;
         if !bc.enabled || !ev.secret_access || !bc.sources.contains(ev.source) || expected {
@@ -810,11 +871,10 @@ impl Baselines {
         let Some(cc) = bc.classes.get(class).copied() else {
             return;
         };
-        let Some((h, _)) = self.dim_value(Dimension::SecretPath, ev, false) else {
+        let Some(h) = secret_path else {
             return;
         };
-        let (window_us, learning_us, disp) =
-            (bc.window_us, bc.learning_us, self.cfg.volume.dispersion);
+        let (window_us, learning_us, disp) = (bc.window_us, bc.learning_us, bc.dispersion);
         let id = self.slots[idx].as_mut().expect("live identity");
         let w = ev.time.div_euclid(window_us);
         let learned = id.learned(ev.time, learning_us, min_days);
@@ -920,8 +980,7 @@ impl Baselines {
         let Some(cc) = dc.classes.get(class).copied() else {
             return;
         };
-        let (window_us, learning_us, disp) =
-            (dc.window_us, dc.learning_us, self.cfg.volume.dispersion);
+        let (window_us, learning_us, disp) = (dc.window_us, dc.learning_us, dc.dispersion);
         let id = self.slots[idx].as_mut().expect("live identity");
         let w = ev.time.div_euclid(window_us);
         let learned = id.learned(ev.time, learning_us, min_days);

@@ -39,6 +39,10 @@ pub struct EvalOptions {
     /// Days at the start that are learning only (no false-alert budget).
     pub warmup_days: u32,
     pub batch_rows: usize,
+    /// Generated traffic: write its labels here.
+    pub labels_out: Option<PathBuf>,
+    /// Write every alert here (JSON lines, baseline then rules).
+    pub alerts_out: Option<PathBuf>,
 }
 
 /// Per scenario type.
@@ -297,6 +301,9 @@ pub fn run(opts: EvalOptions) -> Result<EvalReport> {
                     run.batch(&b);
                 }
             }
+            if let Some(p) = &opts.labels_out {
+                crate::generate::write_labels(generator.labels(), p)?;
+            }
             generator.labels().to_vec()
         }
         Input::Dir { data, labels } => {
@@ -318,6 +325,14 @@ pub fn run(opts: EvalOptions) -> Result<EvalReport> {
         run.batch(&b);
     }
     run.baseline_alerts.extend(run.baselines.flush());
+    if let Some(p) = &opts.alerts_out {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(p)?);
+        for a in run.baseline_alerts.iter().chain(&run.rule_alerts) {
+            serde_json::to_writer(&mut w, a).map_err(|e| Error::Io(e.into()))?;
+            std::io::Write::write_all(&mut w, b"\n")?;
+        }
+        std::io::Write::flush(&mut w)?;
+    }
     let mut report = score(&opts, &run, &labels);
     report.elapsed_s = started.elapsed().as_secs_f64();
     Ok(report)

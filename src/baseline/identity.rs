@@ -186,7 +186,7 @@ impl EvId {
         u64::from_le_bytes(self.0[1..9].try_into().expect("8 bytes"))
     }
 
-    pub fn decode(&self, side: &std::collections::HashMap<u64, Box<str>>) -> String {
+    pub fn decode(&self, side: &super::KeyMap<Box<str>>) -> String {
         match self.0[0] {
             Self::TAG_UUID => {
                 let u = u128::from_be_bytes(self.0[1..].try_into().expect("16 bytes"));
@@ -508,7 +508,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip() {
-        let side = std::collections::HashMap::new();
+        let side = super::super::KeyMap::default();
         for id in ["0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "h:00ff00ff00ff00ff"] {
             let (e, inline) = EvId::encode(id);
             assert!(inline);
@@ -516,7 +516,7 @@ mod tests {
         }
         let (e, inline) = EvId::encode("custom-id-1");
         assert!(!inline);
-        let mut side = std::collections::HashMap::new();
+        let mut side = super::super::KeyMap::default();
         side.insert(e.hash_key(), "custom-id-1".into());
         assert_eq!(e.decode(&side), "custom-id-1");
     }

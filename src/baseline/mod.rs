@@ -44,6 +44,7 @@ pub use snapshot::SnapshotError;
 pub mod stats;
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -54,6 +55,27 @@ pub use identity::Class;
 
 use identity::{EvId, Identity};
 use row::{Cols, Ev};
+
+/// Maps keyed by 64-bit hashes (xxh3 of actors, entity ids, namespaces): the key is
+/// already uniformly distributed, so it is its own hash.
+pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x;
+    }
+}
 
 pub(crate) fn hash_str(s: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(s.as_bytes())
@@ -88,11 +110,11 @@ pub struct Baselines {
     cfg: Arc<DetectorConfig>,
     slots: Vec<Option<Identity>>,
     free: Vec<u32>,
-    by_key: HashMap<u64, u32>,
+    by_key: KeyMap<u32>,
     /// Vault entity id hash → identity key of the service account seen with it.
-    entities: HashMap<u64, u64>,
+    entities: KeyMap<u64>,
     /// Text of event ids that are neither UUIDs nor `h:` ids.
-    side_ids: HashMap<u64, Box<str>>,
+    side_ids: KeyMap<Box<str>>,
     /// Newest event time seen.
     watermark: i64,
     /// Time of the newest processed row.
@@ -104,7 +126,7 @@ pub struct Baselines {
     /// Day of the last daily maintenance.
     clock_day: i64,
     /// Namespace hash → (time, event) of its last rollout or pod restart.
-    rollouts: HashMap<u64, (i64, EvId)>,
+    rollouts: KeyMap<(i64, EvId)>,
     /// Decayed rollout counts per seasonal bucket (learned deployment windows).
     deploy_hist: [f32; 48],
     pending: VecDeque<Pending>,
@@ -119,15 +141,15 @@ impl Baselines {
             cfg: Arc::new(cfg),
             slots: Vec::new(),
             free: Vec::new(),
-            by_key: HashMap::new(),
-            entities: HashMap::new(),
-            side_ids: HashMap::new(),
+            by_key: KeyMap::default(),
+            entities: KeyMap::default(),
+            side_ids: KeyMap::default(),
             watermark: i64::MIN,
             processed: i64::MIN,
             start: i64::MIN,
             clock_win: i64::MIN,
             clock_day: i64::MIN,
-            rollouts: HashMap::new(),
+            rollouts: KeyMap::default(),
             deploy_hist: [0.0; 48],
             pending: VecDeque::new(),
             held: VecDeque::new(),
@@ -197,14 +219,15 @@ impl Baselines {
             .flatten()
             .map(Identity::approx_bytes)
             .sum();
+        let empty_slots =
+            (self.slots.capacity() - self.by_key.len()) * std::mem::size_of::<Option<Identity>>();
         let maps = (self.by_key.capacity() + self.entities.capacity()) * 24
+            + self.free.capacity() * 4
             + self.rollouts.capacity() * 48
-            + self.side_ids.values().map(|s| s.len() + 40).sum::<usize>()
-            + self.slots.capacity() * std::mem::size_of::<Option<Identity>>()
-            - self.by_key.len() * std::mem::size_of::<Identity>();
-        let pend = self.pending.capacity() * std::mem::size_of::<Pending>()
-            + self.held.iter().map(|h| h.cols.len * 64).sum::<usize>();
-        ids + maps + pend
+            + self.side_ids.values().map(|s| s.len() + 40).sum::<usize>();
+        let pending = self.pending.capacity() * std::mem::size_of::<Pending>()
+            + self.held.iter().map(|h| h.cols.bytes).sum::<usize>();
+        ids + empty_slots + maps + pending
     }
 
     /// The class of an identity, if held.

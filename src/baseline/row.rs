@@ -58,6 +58,8 @@ pub const STR_COLS: [&str; 16] = [
 #[derive(Clone)]
 pub struct Cols {
     pub len: usize,
+    /// Memory of the arrays held (the batch's other columns are not kept).
+    pub bytes: usize,
     time: Option<TimestampMicrosecondArray>,
     strs: Vec<Option<StringArray>>,
     groups: Option<ListArray>,
@@ -74,7 +76,7 @@ impl Cols {
             let c = to_type(c, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
             c.as_primitive_opt::<TimestampMicrosecondType>().cloned()
         });
-        let strs = STR_COLS
+        let strs: Vec<Option<StringArray>> = STR_COLS
             .iter()
             .map(|name| {
                 let c = batch.column_by_name(name)?;
@@ -94,8 +96,18 @@ impl Cols {
         let row_key = batch
             .column_by_name("row_key")
             .and_then(|c| c.as_primitive_opt::<UInt64Type>().cloned());
+        let mut bytes = time.as_ref().map_or(0, |a| a.get_array_memory_size());
+        bytes += strs
+            .iter()
+            .flatten()
+            .map(|a: &StringArray| a.get_array_memory_size())
+            .sum::<usize>();
+        bytes += groups.as_ref().map_or(0, |a| a.get_array_memory_size());
+        bytes += secret.as_ref().map_or(0, |a| a.get_array_memory_size());
+        bytes += row_key.as_ref().map_or(0, |a| a.get_array_memory_size());
         Cols {
             len: batch.num_rows(),
+            bytes,
             time,
             strs,
             groups,

@@ -9,8 +9,6 @@
 //! network prefixes, prefix depth); thresholds, classes and periods may change between
 //! a snapshot and its restore.
 
-use std::collections::HashMap;
-
 use super::identity::{
     Class, ClassReason, Counter, Distinct, EvId, Evidence, Identity, Novelty, Volume,
 };
@@ -509,7 +507,8 @@ impl Baselines {
             fresh.entities.insert(a, r.u64()?);
         }
         let n = r.len(1 << 28)?;
-        let mut side = HashMap::with_capacity(n);
+        let mut side = super::KeyMap::default();
+        side.reserve(n);
         for _ in 0..n {
             let k = r.u64()?;
             side.insert(k, r.str()?.into_boxed_str());
