@@ -251,7 +251,7 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    pub const CAP: usize = 8;
+    pub const CAP: usize = 6;
 
     pub fn push(&mut self, id: EvId, flags: u8) {
         let i = self.next as usize;
@@ -546,7 +546,7 @@ mod tests {
         let m = e.matching(1);
         assert_eq!(
             m.iter().map(|x| x.0[1]).collect::<Vec<_>>(),
-            vec![8, 6, 4, 2]
+            vec![8, 6, 4]
         );
     }
 }
