@@ -721,3 +721,23 @@ fn the_detectors_file_on_disk_is_the_default() {
         DetectorConfig::default()
     );
 }
+
+#[test]
+fn rows_wait_for_the_watermark_and_an_idle_tick_releases_them() {
+    let mut b = Baselines::new(DetectorConfig::default());
+    let me = sa("payments", "api");
+    let rows: Vec<R> = (0..10)
+        .map(|i| R::vault_read(MON + i * S, &me, "secret/data/payments/api/db"))
+        .collect();
+    assert!(b.evaluate(&batch(&rows)).is_empty());
+    // the newest row is 9 s old: everything waits for the 30 s lateness
+    assert_eq!(b.pending(), 10);
+    // an older watermark does nothing; one past the lateness releases them
+    b.advance_watermark(MON);
+    assert_eq!(b.pending(), 10);
+    b.advance_watermark(MON + 35 * S);
+    assert_eq!(b.pending(), 4);
+    b.advance_watermark(MON + 40 * S);
+    assert_eq!(b.pending(), 0);
+    assert_eq!(b.stats.rows, 10);
+}

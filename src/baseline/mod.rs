@@ -194,6 +194,20 @@ impl Baselines {
         out
     }
 
+    /// Idle tick of a live stream: moves the watermark to `t` (an event time the input
+    /// is known to have reached, e.g. wall clock minus the source's delay) and returns the
+    /// alerts of the rows that became processable. A `t` behind the watermark does
+    /// nothing.
+    pub fn advance_watermark(&mut self, t: i64) -> Vec<Alert> {
+        let mut out = Vec::new();
+        if t > self.watermark {
+            self.watermark = t;
+            let frontier = t.saturating_sub(self.cfg.allowed_lateness_us);
+            self.drain(frontier, &mut out);
+        }
+        out
+    }
+
     /// Processes every row still held (end of input).
     pub fn flush(&mut self) -> Vec<Alert> {
         let mut out = Vec::new();
