@@ -27,6 +27,7 @@ struct Draft {
     resources: Vec<String>,
     evidence_mask: u8,
     current: Option<String>,
+    source: Option<String>,
     observed: Value,
     baseline: Value,
     probability: Option<f64>,
@@ -482,6 +483,7 @@ impl Baselines {
             resources: ev.resource_path.map(str::to_string).into_iter().collect(),
             evidence_mask: 0,
             current: Some(ev.event_id.to_string()),
+            source: Some(ev.source_str.to_string()),
             observed: json!({
                 "dimension": "identity",
                 "value": ev.actor,
@@ -630,6 +632,7 @@ impl Baselines {
                 resources: ev.resource_path.map(str::to_string).into_iter().collect(),
                 evidence_mask: 0,
                 current: Some(ev.event_id.to_string()),
+                source: Some(ev.source_str.to_string()),
                 observed: json!({
                     "dimension": d.as_str(),
                     "value": value,
@@ -755,6 +758,7 @@ impl Baselines {
             resources: ev.resource_path.map(str::to_string).into_iter().collect(),
             evidence_mask: ev_flag::SECRET_READ,
             current: Some(ev.event_id.to_string()),
+            source: Some(ev.source_str.to_string()),
             observed: json!({"secret_reads": count, "so_far": true}),
             baseline: volume_baseline(&pred, &model, b, vc, first_seen, vol.thr),
             probability: Some(p),
@@ -837,6 +841,7 @@ impl Baselines {
                 resources: vec![],
                 evidence_mask: ev_flag::SECRET_READ,
                 current: None,
+                source: None,
                 observed: json!({"secret_reads": count}),
                 baseline: volume_baseline(&p, &model, b, vc, id.first_seen, 0),
                 probability: Some(prob),
@@ -940,6 +945,7 @@ impl Baselines {
             resources: ev.resource_path.map(str::to_string).into_iter().collect(),
             evidence_mask: ev_flag::SECRET,
             current: Some(ev.event_id.to_string()),
+            source: Some(ev.source_str.to_string()),
             observed: json!({
                 "distinct_secrets": count,
                 "previous_window": prev,
@@ -1041,6 +1047,7 @@ impl Baselines {
             resources: ev.resource_path.map(str::to_string).into_iter().collect(),
             evidence_mask: ev_flag::DENIED,
             current: Some(ev.event_id.to_string()),
+            source: Some(ev.source_str.to_string()),
             observed: json!({
                 "denied": count,
                 "previous_window": prev,
@@ -1138,6 +1145,7 @@ impl Baselines {
             resources: ev.resource_path.map(str::to_string).into_iter().collect(),
             evidence_mask: ev_flag::SECRET_READ | ev_flag::LOGIN,
             current: Some(ev.event_id.to_string()),
+            source: Some(ev.source_str.to_string()),
             observed: json!({
                 "kind": kind.as_str(),
                 "hour_utc": h,
@@ -1228,7 +1236,7 @@ impl Baselines {
             severity,
             detector,
             actor: Some(id.actor.to_string()),
-            source: None,
+            source: d.source,
             resources: d.resources,
             window_start: d.window.0,
             window_end: d.window.1,
