@@ -741,3 +741,25 @@ fn rows_wait_for_the_watermark_and_an_idle_tick_releases_them() {
     assert_eq!(b.pending(), 0);
     assert_eq!(b.stats.rows, 10);
 }
+
+/// Regression (issue 5 eval): a long-running request that started before midnight and
+/// completed after it arrives late with yesterday's time; it is not "new".
+#[test]
+fn a_late_row_from_yesterday_is_not_new() {
+    let mut b = Baselines::new(DetectorConfig::default());
+    let me = sa("payments", "api");
+    run(&mut b, workload_days(0..4, &[0, 2]));
+    let t = MON + 4 * D;
+    let mut alerts = b.evaluate(&batch(&[
+        R::vault_read(t + 10 * MIN, &me, "secret/data/payments/api/db"),
+        R::vault_read(t + 11 * MIN, &me, "secret/data/payments/api/db"),
+    ]));
+    alerts.extend(b.evaluate(&batch(&[R::vault_read(
+        t - 2 * MIN,
+        &me,
+        "secret/data/payments/api/db",
+    )])));
+    alerts.extend(b.flush());
+    assert!(alerts.is_empty(), "{:#?}", titles(&alerts));
+    assert_eq!(b.stats.late, 1);
+}

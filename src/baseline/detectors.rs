@@ -472,6 +472,7 @@ impl Baselines {
         if !dc.classes.contains(class) || ev.time - self.start < fs.learning_us {
             return;
         }
+        self.slots[idx].as_mut().expect("live identity").probation = true;
         let w = ev.time.div_euclid(fs.alert_window_us) * fs.alert_window_us;
         let d = Draft {
             detector: "first_seen",
@@ -545,7 +546,9 @@ impl Baselines {
                 continue;
             };
             let id = self.slots[idx].as_mut().expect("live identity");
-            let learned = id.learned(ev.time, learning_us, min_days);
+            // on probation (a sensitive identity that appeared after the stream's own
+            // learning period) there is no quiet learning
+            let learned = id.probation || id.learned(ev.time, learning_us, min_days);
             let id_class = id.class;
             let nv = &mut id.novelty;
             if nv.last_raw_day != day {
@@ -559,12 +562,15 @@ impl Baselines {
             let mut forgotten_age = None;
             match nv.find(h) {
                 Ok((i, last)) => {
-                    let age = day.wrapping_sub(last);
-                    if age > forget_days {
+                    // a late row may be from the day before the item was last seen
+                    let age = day.wrapping_sub(last) as i16;
+                    if age > forget_days as i16 {
                         novel = true;
                         forgotten_age = Some(age);
                     }
-                    nv.touch(i, day);
+                    if age > 0 {
+                        nv.touch(i, day);
+                    }
                 }
                 Err(pos) => {
                     if nv.saturated & (1 << di) != 0 {
@@ -693,9 +699,6 @@ impl Baselines {
         let Some(cc) = vc.classes.get(id.class).copied() else {
             return;
         };
-        if expected {
-            return;
-        }
         let w = ev.time.div_euclid(vc.window_us);
         let learned = id.learned(ev.time, vc.learning_us, min_days);
         let vol = id.volume.get_or_insert_with(|| {
@@ -709,6 +712,11 @@ impl Baselines {
         }
         if w > vol.win {
             close_volume(vol, vc.window_us, w);
+        }
+        // reads right after a rollout count against silence, not towards a spike
+        vol.all += 1;
+        if expected {
+            return;
         }
         vol.count += 1;
         if vol.fired || !learned {
@@ -806,10 +814,10 @@ impl Baselines {
                 match vol.seasonal.predict(b, vc.min_samples) {
                     Some(p) if p.fallback.is_none() && p.mean >= sil.min_expected => {
                         let m = Model::new(p.mean, p.var, sil.dispersion);
-                        if m.cdf_le(vol.count as u64) < sil.p_value {
+                        if m.cdf_le(vol.all as u64) < sil.p_value {
                             if !vol.silent {
                                 vol.silent = true;
-                                silent.push((idx, closed, vol.count, p));
+                                silent.push((idx, closed, vol.all, p));
                             }
                         } else {
                             vol.silent = false;
@@ -1271,6 +1279,7 @@ fn close_volume(vol: &mut Volume, window_us: i64, w: i64) {
         .learn(bucket(vol.win * window_us), vol.count as f64);
     vol.win = w;
     vol.count = 0;
+    vol.all = 0;
     vol.gate = 0;
     vol.thr = 0;
     vol.fired = false;

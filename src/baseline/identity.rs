@@ -316,6 +316,8 @@ pub struct Volume {
     /// Open window index (window start / length), or `i64::MIN` before the first read.
     pub win: i64,
     pub count: u32,
+    /// Every read of the window, expected ones (right after a rollout) included.
+    pub all: u32,
     /// Count from which the tail probability is worth computing (0 = not yet computed).
     pub gate: u32,
     /// Alert threshold of the open window (0 = not yet computed).
@@ -426,6 +428,9 @@ pub struct Identity {
     pub active_days: u16,
     pub class: Class,
     pub class_reason: ClassReason,
+    /// Appeared after the stream's learning period in a class whose new identities
+    /// alert: its novelties alert from the start.
+    pub probation: bool,
     /// Cluster-wide list/watch calls and rollouts seen while learning.
     pub cluster_loops: u16,
     pub rollouts: u16,
@@ -454,6 +459,7 @@ impl Identity {
             active_days: 1,
             class,
             class_reason: reason,
+            probation: false,
             cluster_loops: 0,
             rollouts: 0,
             novelty: Novelty::default(),
@@ -544,9 +550,6 @@ mod tests {
             e.push(id, if i % 2 == 0 { 1 } else { 2 });
         }
         let m = e.matching(1);
-        assert_eq!(
-            m.iter().map(|x| x.0[1]).collect::<Vec<_>>(),
-            vec![8, 6, 4]
-        );
+        assert_eq!(m.iter().map(|x| x.0[1]).collect::<Vec<_>>(), vec![8, 6, 4]);
     }
 }

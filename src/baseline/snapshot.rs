@@ -213,6 +213,7 @@ fn put_identity(w: &mut W, id: &Identity) {
     w.u16(id.active_days);
     w.u8(id.class as u8);
     w.u8(id.class_reason as u8);
+    w.u8(id.probation as u8);
     w.u16(id.cluster_loops);
     w.u16(id.rollouts);
     let n = &id.novelty;
@@ -244,6 +245,7 @@ fn put_identity(w: &mut W, id: &Identity) {
             w.bytes(&v.seasonal.n);
             w.i64(v.win);
             w.u32(v.count);
+            w.u32(v.all);
             w.u32(v.gate);
             w.u32(v.thr);
             w.u8(v.fired as u8);
@@ -286,6 +288,7 @@ fn get_identity(r: &mut Rd<'_>) -> R<Identity> {
     let active_days = r.u16()?;
     let class = Class::from_u8(r.u8()?).ok_or(SnapshotError::Corrupt("class"))?;
     let class_reason = ClassReason::from_u8(r.u8()?);
+    let probation = r.bool()?;
     let (cluster_loops, rollouts) = (r.u16()?, r.u16()?);
     let n_items = r.len(1 << 20)?;
     let items = (0..n_items).map(|_| r.u64()).collect::<R<Vec<_>>>()?;
@@ -317,6 +320,7 @@ fn get_identity(r: &mut Rd<'_>) -> R<Identity> {
             seasonal: s,
             win: r.i64()?,
             count: r.u32()?,
+            all: r.u32()?,
             gate: r.u32()?,
             thr: r.u32()?,
             fired: r.bool()?,
@@ -363,6 +367,7 @@ fn get_identity(r: &mut Rd<'_>) -> R<Identity> {
         active_days,
         class,
         class_reason,
+        probation,
         cluster_loops,
         rollouts,
         novelty,
