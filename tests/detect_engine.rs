@@ -1854,3 +1854,41 @@ fn a_chained_correlation_must_group_by_what_its_input_provides() {
         .unwrap_or_else(|| panic!("{:#?}", rs.diagnostics));
     assert!(d.message.contains("`burst`"), "{d}");
 }
+
+#[test]
+fn suppressed_matches_still_feed_correlations() {
+    // A rule with suppression that also feeds a correlation (`generate: true`): the
+    // suppressed matches used to be dropped before reaching the correlation.
+    let rs = compile(
+        r#"
+        title: Secret read
+        id: sr
+        name: secret_read
+        logsource: {product: kubernetes, service: audit}
+        detection:
+            sel: {verb: get, objectRef.resource: secrets}
+            condition: sel
+        suppression: {by: [actor], window: 10m}
+        ---
+        title: Burst
+        id: burst
+        correlation:
+            type: event_count
+            rules: [secret_read]
+            group-by: [actor]
+            timespan: 5m
+            condition: {gte: 3}
+            generate: true
+        "#,
+    );
+    let alerts = evaluate(
+        &rs,
+        &[k8s_batch(&[
+            read("a1", "alice", "12:00:00", "a"),
+            read("a2", "alice", "12:00:10", "b"),
+            read("a3", "alice", "12:00:20", "c"),
+        ])],
+    );
+    assert_eq!(ids(&alerts, "sr"), vec![v(&["a1"])]);
+    assert_eq!(ids(&alerts, "burst"), vec![v(&["a1", "a2", "a3"])]);
+}

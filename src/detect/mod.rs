@@ -585,15 +585,16 @@ impl Engine {
                 let event_id = col_text("event_id", row).unwrap_or_default();
                 let actor = col_text("actor", row).filter(|a| !a.is_empty());
                 let resource = col_text("resource_path", row);
-                if r.standalone {
+                // suppression holds back the alert only; the match still feeds correlations
+                let suppressed = r.standalone && {
                     let key: Vec<String> = r
                         .suppress_fields
                         .iter()
                         .map(|f| ev.text(f, row).unwrap_or_default())
                         .collect();
-                    if self.suppress(&r.meta, key, time) {
-                        continue;
-                    }
+                    self.suppress(&r.meta, key, time)
+                };
+                if r.standalone && !suppressed {
                     let mut observed = serde_json::Map::new();
                     for (name, fr) in &r.fields {
                         let v = ev.values(fr, row);

@@ -19,7 +19,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Float64Array, RecordBatch,
     StringArray,
 };
-use datafusion::arrow::buffer::BooleanBuffer;
+use datafusion::arrow::buffer::{BooleanBuffer, Buffer};
 use datafusion::arrow::compute::kernels::{cmp, comparison};
 use datafusion::arrow::compute::{cast, is_not_null, is_null};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -790,11 +790,36 @@ pub struct BatchEval<'b> {
     pub rows: usize,
     leaves: &'b [Leaf],
     full: Vec<Option<BooleanBuffer>>,
-    /// Raw-field leaves: (rows computed, result) bitmaps.
-    partial: Vec<Option<(Vec<bool>, Vec<bool>)>>,
+    /// Leaves evaluated row by row on candidates only: what is known so far.
+    partial: Vec<Option<Partial>>,
     indexes: HashMap<(String, bool), HashMap<Box<str>, Vec<u32>>>,
+    eq_counts: HashMap<(String, bool), usize>,
     coalesced: HashMap<Vec<String>, ArrayRef>,
     raw_json: Vec<Option<Option<serde_json::Value>>>,
+}
+
+/// Equality leaves on one column from which a per-batch value index is built.
+const INDEX_MIN_LEAVES: usize = 8;
+
+/// A leaf's result for the rows computed so far (two bitsets over the batch's rows).
+struct Partial {
+    done: Vec<u64>,
+    hit: Vec<u64>,
+}
+
+impl Partial {
+    fn new(rows: usize) -> Partial {
+        let words = rows.div_ceil(64);
+        Partial {
+            done: vec![0; words],
+            hit: vec![0; words],
+        }
+    }
+}
+
+fn bitset_buffer(words: &[u64], rows: usize) -> BooleanBuffer {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    BooleanBuffer::new(Buffer::from_vec(bytes), 0, rows)
 }
 
 /// A value of a field in one row, as `rules` and correlations see it.
@@ -830,8 +855,9 @@ impl<'b> BatchEval<'b> {
             rows: batch.num_rows(),
             leaves,
             full: vec![None; leaves.len()],
-            partial: vec![None; leaves.len()],
+            partial: (0..leaves.len()).map(|_| None).collect(),
             indexes: HashMap::new(),
+            eq_counts: HashMap::new(),
             coalesced: HashMap::new(),
             raw_json: vec![None; batch.num_rows()],
         }
@@ -881,21 +907,109 @@ impl<'b> BatchEval<'b> {
         }
     }
 
+    /// A leaf over the candidates. Cheap vectorizable tests (equality through the value
+    /// index, null/exists, booleans, numeric comparisons; wildcards when most rows are
+    /// candidates) run over the whole column once and are cached as a bitmap. Everything
+    /// else (raw paths, field references, regexes, CIDRs, time parts, sparse wildcards) is
+    /// computed row by row for the candidates only, remembering the rows already done, so
+    /// cheap conditions before it in an `and` act as prefilters.
     fn leaf(&mut self, i: usize, cand: &BooleanBuffer) -> BooleanBuffer {
-        let leaf = &self.leaves[i];
-        if let FieldRef::Raw(path) = &leaf.field {
-            return self.raw_leaf(i, path.clone(), cand);
+        if let Some(r) = &self.full[i] {
+            return r & cand;
         }
-        if let Matcher::FieldRef { .. } = leaf.matcher {
-            return self.rowwise_leaf(i, cand);
-        }
-        if self.full[i].is_none() {
+        if self.vectorized(i, cand) {
             let r = self.column_leaf(i);
+            let out = &r & cand;
             self.full[i] = Some(r);
+            return out;
         }
-        self.full[i]
-            .as_ref()
-            .map_or_else(|| self.none(), |r| r & cand)
+        self.partial_leaf(i, cand)
+    }
+
+    fn vectorized(&self, i: usize, cand: &BooleanBuffer) -> bool {
+        let leaf = &self.leaves[i];
+        let ty = match &leaf.field {
+            FieldRef::Raw(_) => return false,
+            FieldRef::Coalesce(_) => DataType::Utf8,
+            FieldRef::Column(c) => match self.batch.column_by_name(c) {
+                Some(a) => a.data_type().clone(),
+                None => return true,
+            },
+        };
+        match &leaf.matcher {
+            Matcher::Null | Matcher::Exists(_) | Matcher::Never | Matcher::Bool(_) => true,
+            Matcher::StrEq { .. } => ty == DataType::Utf8,
+            Matcher::Num { .. } => ty.is_numeric(),
+            Matcher::Like { .. } => ty == DataType::Utf8 && cand.count_set_bits() * 2 >= self.rows,
+            Matcher::Regex(_)
+            | Matcher::Cidr(_)
+            | Matcher::FieldRef { .. }
+            | Matcher::Time { .. } => false,
+        }
+    }
+
+    /// Row-by-row evaluation of leaf `i` on the candidates not computed yet.
+    fn partial_leaf(&mut self, i: usize, cand: &BooleanBuffer) -> BooleanBuffer {
+        let mut p = self.partial[i]
+            .take()
+            .unwrap_or_else(|| Partial::new(self.rows));
+        let leaf = &self.leaves[i];
+        let arr = match &leaf.field {
+            FieldRef::Raw(_) => None,
+            f => self.column_array(f),
+        };
+        for r in cand.set_indices() {
+            let (w, b) = (r / 64, 1u64 << (r % 64));
+            if p.done[w] & b != 0 {
+                continue;
+            }
+            p.done[w] |= b;
+            if self.row_matches(i, arr.as_ref(), r) {
+                p.hit[w] |= b;
+            }
+        }
+        let out = &bitset_buffer(&p.hit, self.rows) & cand;
+        self.partial[i] = Some(p);
+        out
+    }
+
+    fn row_matches(&mut self, i: usize, arr: Option<&ArrayRef>, r: usize) -> bool {
+        let leaf = &self.leaves[i];
+        if let Matcher::FieldRef { other, .. } = &leaf.matcher {
+            let theirs = self.values(other, r);
+            let mine: Vec<serde_json::Value> = match &leaf.field {
+                FieldRef::Raw(path) => {
+                    let Some(j) = self.raw(r) else { return false };
+                    let mut found = Vec::new();
+                    resolve_path(j, path, &mut found);
+                    found.into_iter().cloned().collect()
+                }
+                f => self
+                    .values(f, r)
+                    .iter()
+                    .map(|v| serde_json::Value::String(v.text()))
+                    .collect(),
+            };
+            let refs: Vec<&serde_json::Value> = mine.iter().collect();
+            return match_json(&leaf.matcher, &refs, Some(&theirs));
+        }
+        match &leaf.field {
+            FieldRef::Raw(path) => {
+                let m = &leaf.matcher;
+                match self.raw(r) {
+                    Some(j) => {
+                        let mut found = Vec::new();
+                        resolve_path(j, path, &mut found);
+                        match_json(m, &found, None)
+                    }
+                    None => matches!(m, Matcher::Null | Matcher::Exists(false)),
+                }
+            }
+            _ => match arr {
+                Some(a) => array_row_matches(a, r, &leaf.matcher),
+                None => matches!(leaf.matcher, Matcher::Null | Matcher::Exists(false)),
+            },
+        }
     }
 
     fn column_array(&mut self, f: &FieldRef) -> Option<ArrayRef> {
@@ -935,7 +1049,8 @@ impl<'b> BatchEval<'b> {
         };
         let key = match &leaf.field {
             FieldRef::Column(c) => Some(c.clone()),
-            _ => None,
+            FieldRef::Coalesce(cols) => Some(format!("coalesce:{}", cols.join(","))),
+            FieldRef::Raw(_) => None,
         };
         self.array_leaf(&arr, &leaf.matcher, key)
     }
@@ -1015,6 +1130,29 @@ impl<'b> BatchEval<'b> {
         }
     }
 
+    /// How many equality leaves of the rule set read this column (index key) and case.
+    fn eq_leaves(&mut self, key: &str, cased: bool) -> usize {
+        if let Some(&n) = self.eq_counts.get(&(key.to_string(), cased)) {
+            return n;
+        }
+        let n = self
+            .leaves
+            .iter()
+            .filter(|l| {
+                matches!(l.matcher, Matcher::StrEq { cased: c, .. } if c == cased)
+                    && match &l.field {
+                        FieldRef::Column(c) => c == key,
+                        FieldRef::Coalesce(cols) => {
+                            key.strip_prefix("coalesce:") == Some(cols.join(",").as_str())
+                        }
+                        FieldRef::Raw(_) => false,
+                    }
+            })
+            .count();
+        self.eq_counts.insert((key.to_string(), cased), n);
+        n
+    }
+
     fn utf8_leaf(
         &mut self,
         a: &StringArray,
@@ -1023,7 +1161,11 @@ impl<'b> BatchEval<'b> {
     ) -> BooleanBuffer {
         match m {
             Matcher::StrEq { value, cased } => {
-                if let Some(col) = index_key {
+                // a value index pays off when many leaves look values up in one column;
+                // a few equalities are cheaper as scans
+                if let Some(col) = index_key
+                    && self.eq_leaves(&col, *cased) >= INDEX_MIN_LEAVES
+                {
                     let idx = self
                         .indexes
                         .entry((col, *cased))
@@ -1073,67 +1215,12 @@ impl<'b> BatchEval<'b> {
             let v = self
                 .batch
                 .column_by_name("raw")
-                .and_then(|c| c.as_string_opt::<i32>().map(|a| a.value(row).to_string()))
-                .and_then(|t| serde_json::from_str(&t).ok());
+                .and_then(|c| c.as_string_opt::<i32>())
+                .filter(|a| a.is_valid(row))
+                .and_then(|a| serde_json::from_str(a.value(row)).ok());
             self.raw_json[row] = Some(v);
         }
         self.raw_json[row].as_ref().and_then(|v| v.as_ref())
-    }
-
-    fn raw_leaf(&mut self, i: usize, path: String, cand: &BooleanBuffer) -> BooleanBuffer {
-        let n = self.rows;
-        let (mut done, mut val) = self.partial[i]
-            .take()
-            .unwrap_or_else(|| (vec![false; n], vec![false; n]));
-        let m = self.leaves[i].matcher.clone();
-        for r in cand.set_indices() {
-            if done[r] {
-                continue;
-            }
-            done[r] = true;
-            let other = match &m {
-                Matcher::FieldRef { other, .. } => Some(self.values(other, r)),
-                _ => None,
-            };
-            let hit = match self.raw(r) {
-                Some(j) => {
-                    let mut found = Vec::new();
-                    resolve_path(j, &path, &mut found);
-                    match_json(&m, &found, other.as_deref())
-                }
-                None => matches!(m, Matcher::Null | Matcher::Exists(false)),
-            };
-            val[r] = hit;
-        }
-        let mut b = BooleanBufferBuilder::new(n);
-        for r in 0..n {
-            b.append(val[r] && cand.value(r));
-        }
-        self.partial[i] = Some((done, val));
-        b.finish()
-    }
-
-    /// Leaves that compare two fields of the same row.
-    fn rowwise_leaf(&mut self, i: usize, cand: &BooleanBuffer) -> BooleanBuffer {
-        let leaf = self.leaves[i].clone();
-        let mut b = BooleanBufferBuilder::new(self.rows);
-        b.append_n(self.rows, false);
-        for r in cand.set_indices() {
-            let mine = self.values(&leaf.field, r);
-            let Matcher::FieldRef { other, .. } = &leaf.matcher else {
-                continue;
-            };
-            let theirs = self.values(other, r);
-            let found: Vec<serde_json::Value> = mine
-                .iter()
-                .map(|v| serde_json::Value::String(v.text()))
-                .collect();
-            let refs: Vec<&serde_json::Value> = found.iter().collect();
-            if match_json(&leaf.matcher, &refs, Some(&theirs)) {
-                b.set_bit(r, true);
-            }
-        }
-        b.finish()
     }
 
     /// Values of a field in one row (a raw path may yield several).
@@ -1197,6 +1284,48 @@ fn array_values(arr: &ArrayRef, row: usize) -> Vec<FieldValue> {
     }
 }
 
+/// A matcher over one row of a column (what `array_leaf` computes for the whole column).
+fn array_row_matches(arr: &ArrayRef, row: usize, m: &Matcher) -> bool {
+    if arr.is_null(row) {
+        return matches!(m, Matcher::Null | Matcher::Exists(false));
+    }
+    match m {
+        Matcher::Null | Matcher::Exists(false) | Matcher::Never => return false,
+        Matcher::Exists(true) => return true,
+        _ => {}
+    }
+    match arr.data_type() {
+        DataType::Utf8 => match_str(m, arr.as_string::<i32>().value(row)),
+        DataType::List(_) => {
+            let items = arr.as_list::<i32>().value(row);
+            (0..items.len()).any(|k| array_row_matches(&items, k, m))
+        }
+        DataType::Boolean => matches!(m, Matcher::Bool(b) if arr.as_boolean().value(row) == *b),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => match m {
+            Matcher::Time { part, op, value } => {
+                let us = arr
+                    .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                    .value(row);
+                op.holds(time_part(us, *part) as f64, *value as f64)
+            }
+            _ => false,
+        },
+        t if t.is_numeric() => {
+            let Some(FieldValue::Num(x)) = array_values(arr, row).into_iter().next() else {
+                return false;
+            };
+            match m {
+                Matcher::Num { op, value } => op.holds(x, *value),
+                Matcher::Like { .. } | Matcher::StrEq { .. } | Matcher::Regex(_) => {
+                    match_str(m, &FieldValue::Num(x).text())
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 fn json_value(v: &serde_json::Value) -> Option<FieldValue> {
     use serde_json::Value as J;
     Some(match v {
@@ -1209,6 +1338,11 @@ fn json_value(v: &serde_json::Value) -> Option<FieldValue> {
 }
 
 fn time_part(us: i64, part: TimePart) -> i64 {
+    match part {
+        TimePart::Minute => return (us.div_euclid(60_000_000)).rem_euclid(60),
+        TimePart::Hour => return (us.div_euclid(3_600_000_000)).rem_euclid(24),
+        _ => {}
+    }
     let t = chrono::Utc
         .timestamp_micros(us)
         .single()
@@ -1353,12 +1487,20 @@ fn match_str(m: &Matcher, s: &str) -> bool {
         Matcher::StrEq { value, cased } => {
             if *cased {
                 s == value
+            } else if s.is_ascii() {
+                s.eq_ignore_ascii_case(value)
             } else {
-                s.eq_ignore_ascii_case(value) || s.to_lowercase() == *value
+                s.to_lowercase() == *value
             }
         }
         Matcher::Like { pattern, cased } => {
-            if *cased {
+            // lowercase only when it changes something (most audit values are lowercase)
+            let folded = if s.is_ascii() {
+                s.bytes().any(|b| b.is_ascii_uppercase())
+            } else {
+                true
+            };
+            if *cased || !folded {
                 pattern.matches(s)
             } else {
                 pattern.matches(&s.to_lowercase())
