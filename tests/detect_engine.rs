@@ -1892,3 +1892,98 @@ fn suppressed_matches_still_feed_correlations() {
     assert_eq!(ids(&alerts, "sr"), vec![v(&["a1"])]);
     assert_eq!(ids(&alerts, "burst"), vec![v(&["a1", "a2", "a3"])]);
 }
+
+#[test]
+fn grouped_wildcards_agree_with_leaf_by_leaf_evaluation() {
+    // Eight or more wildcard/regex leaves on one column are matched together by one
+    // RegexSet pass per row; the result must be the same as matching each leaf alone.
+    let agents = [
+        "kubectl/v1.29.2 (linux/amd64) kubernetes/4b8e819",
+        "KUBECTL/v1.30.0 (darwin/arm64)",
+        "curl/8.5.0",
+        "python-requests/2.32.3",
+        "Go-http-client/2.0",
+        "scanner*bot/1.0 50%_off",
+        "trufflehog/3.63.2 ünïcode",
+        "argocd-application-controller/v0.0.0 (linux/amd64) kubernetes/$Format",
+        "",
+    ];
+    let mut events = Vec::new();
+    for (i, ua) in agents.iter().enumerate() {
+        for (j, user) in [
+            "alice@example.com",
+            "system:serviceaccount:ci:deployer",
+            "Bob@Example.com",
+        ]
+        .iter()
+        .enumerate()
+        {
+            events.push(k8s(
+                &format!("e{i}-{j}"),
+                json!({"userAgent": ua, "user": {"username": user},
+                       "requestURI": format!("/api/v1/namespaces/team-{i}/pods/web-{j}/exec?command=sh")}),
+            ));
+        }
+    }
+    let patterns = [
+        "userAgent|contains: kubectl",
+        "userAgent|startswith: 'kubectl/'",
+        "userAgent|cased|startswith: 'KUBECTL/'",
+        "userAgent|endswith: '(linux/amd64)'",
+        "userAgent: 'curl/?.?.?'",
+        "userAgent: '*requests*'",
+        "userAgent|contains: 'scanner\\*bot'",
+        "userAgent|contains: '50%_off'",
+        "userAgent|contains: 'ÜNÏCODE'",
+        "userAgent|re: '^Go-http-client/[0-9.]+$'",
+        "userAgent|re|i: 'TRUFFLEHOG'",
+        "userAgent|contains: '$format'",
+        "user.username|endswith: '@example.com'",
+        "user.username|cased|endswith: '@Example.com'",
+        "user.username|startswith: 'system:serviceaccount:'",
+        "user.username: 'bob@*'",
+        "user.username|contains: ':ci:'",
+        "user.username|re: '^[a-z]+@'",
+        "user.username: '?lice@example.com'",
+        "user.username|contains: 'deploy'",
+        "requestURI|re: '/namespaces/team-[0-3]/pods/[^/]+/exec'",
+    ];
+    let text: Vec<String> = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "title: p{i}\nid: p{i}\nlogsource: {{product: kubernetes, service: audit}}\ndetection:\n    sel:\n        {p}\n    condition: sel\n"
+            )
+        })
+        .collect();
+    let grouped = compile(&text.join("---\n"));
+    assert!(
+        grouped.groups.groups.len() >= 2,
+        "user_agent and user.username are grouped: {:?}",
+        grouped
+            .groups
+            .groups
+            .iter()
+            .map(|g| &g.field)
+            .collect::<Vec<_>>()
+    );
+    let mut alone = compile_at("t.yml", &text.join("---\n"));
+    alone.groups = Default::default();
+    let alone = Arc::new(alone);
+    let batch = k8s_batch(&events);
+    let a = Engine::new(grouped.clone()).matches(&batch);
+    let b = Engine::new(alone).matches(&batch);
+    let mut total = 0;
+    for (i, p) in patterns.iter().enumerate() {
+        assert_eq!(a[i], b[i], "{p}");
+        total += a[i].count_set_bits();
+    }
+    assert!(total > 20, "the patterns match something: {total}");
+    // and a few spot checks
+    assert_eq!(
+        matched(&grouped, &batch, "p2"),
+        v(&["e1-0", "e1-1", "e1-2"])
+    );
+    assert_eq!(matched(&grouped, &batch, "p8").len(), 3);
+}

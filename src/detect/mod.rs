@@ -75,6 +75,8 @@ pub struct CompiledCorrelation {
 #[derive(Debug, Default)]
 pub struct RuleSet {
     pub leaves: Vec<Leaf>,
+    /// Wildcard/regex leaves matched together per column.
+    pub groups: plan::Groups,
     pub rules: Vec<CompiledRule>,
     /// In dependency order: a correlation comes after those it consumes.
     pub correlations: Vec<CompiledCorrelation>,
@@ -240,6 +242,7 @@ impl RuleSet {
         let correlations =
             compile_correlations(&docs, &mut rules, fields, &mut diagnostics, &mut dropped);
         RuleSet {
+            groups: plan::Groups::build(&leaves.leaves),
             leaves: leaves.leaves,
             rules,
             correlations,
@@ -542,7 +545,7 @@ impl Engine {
     /// Matches of every rule in a batch, as row bitmaps (tests and `rules test`).
     pub fn matches(&self, batch: &RecordBatch) -> Vec<BooleanBuffer> {
         let rs = self.rules.clone();
-        let mut ev = BatchEval::new(batch, &rs.leaves);
+        let mut ev = BatchEval::new(batch, &rs.leaves).with_groups(&rs.groups);
         let masks = source_masks(batch, &mut ev);
         rs.rules
             .iter()
@@ -559,7 +562,7 @@ impl Engine {
         if batch.num_rows() == 0 {
             return vec![];
         }
-        let mut ev = BatchEval::new(batch, &rs.leaves);
+        let mut ev = BatchEval::new(batch, &rs.leaves).with_groups(&rs.groups);
         let masks = source_masks(batch, &mut ev);
         let times = batch.column_by_name("time").map(|c| {
             c.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()

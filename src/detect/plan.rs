@@ -214,6 +214,34 @@ impl Wildcard {
         (Some(Wildcard { tokens, like, any }), plain)
     }
 
+    /// The same pattern as a regular expression over the whole text (for [`Groups`]).
+    fn regex(&self, cased: bool) -> String {
+        let mut toks = &self.tokens[..];
+        let mut p = String::from(if cased { "(?s)" } else { "(?si)" });
+        let start = !matches!(toks.first(), Some(WTok::Star));
+        let end = !matches!(toks.last(), Some(WTok::Star));
+        while let [WTok::Star, rest @ ..] = toks {
+            toks = rest;
+        }
+        while let [rest @ .., WTok::Star] = toks {
+            toks = rest;
+        }
+        if start {
+            p.push('^');
+        }
+        for t in toks {
+            match t {
+                WTok::Lit(l) => p.push_str(&regex::escape(l)),
+                WTok::Star => p.push_str(".*"),
+                WTok::One => p.push('.'),
+            }
+        }
+        if end {
+            p.push('$');
+        }
+        p
+    }
+
     fn lowercase(mut self) -> Wildcard {
         for t in &mut self.tokens {
             if let WTok::Lit(s) = t {
@@ -302,6 +330,78 @@ impl Leaves {
             Expr::Not(c) => self.cost(c),
             Expr::Const(_) => 0,
         }
+    }
+}
+
+/// Wildcard and regex leaves on one text column, matched together: one pass of a
+/// `RegexSet` over a row answers every member for that row. With hundreds of rules that
+/// each look for their own user agent, path prefix or URI pattern in the same column, this
+/// replaces one scan per leaf with one scan per row.
+#[derive(Debug)]
+pub struct LeafGroup {
+    pub field: FieldRef,
+    /// Leaf ids, in the order of the set's patterns.
+    pub members: Vec<usize>,
+    set: regex::RegexSet,
+}
+
+#[derive(Debug, Default)]
+pub struct Groups {
+    pub groups: Vec<LeafGroup>,
+    /// Per leaf: (group, position in it).
+    of_leaf: Vec<Option<(usize, usize)>>,
+}
+
+/// Smallest number of wildcard/regex leaves on one column that is matched as a group.
+const GROUP_MIN_LEAVES: usize = 8;
+
+impl Groups {
+    pub fn build(leaves: &[Leaf]) -> Groups {
+        let columns = column_types();
+        let mut by_field: HashMap<&FieldRef, Vec<(usize, String)>> = HashMap::new();
+        for (i, l) in leaves.iter().enumerate() {
+            let text = match &l.field {
+                FieldRef::Column(c) => columns.get(c) == Some(&DataType::Utf8),
+                FieldRef::Coalesce(_) => true,
+                FieldRef::Raw(_) => false,
+            };
+            let pattern = match &l.matcher {
+                Matcher::Like { pattern, cased } if !pattern.any => Some(pattern.regex(*cased)),
+                Matcher::Regex(r) => Some(r.as_str().to_string()),
+                _ => None,
+            };
+            if let (true, Some(p)) = (text, pattern) {
+                by_field.entry(&l.field).or_default().push((i, p));
+            }
+        }
+        let mut fields: Vec<(&FieldRef, Vec<(usize, String)>)> = by_field
+            .into_iter()
+            .filter(|(_, m)| m.len() >= GROUP_MIN_LEAVES)
+            .collect();
+        fields.sort_by_key(|(_, m)| m[0].0);
+        let mut out = Groups {
+            groups: Vec::new(),
+            of_leaf: vec![None; leaves.len()],
+        };
+        for (field, members) in fields {
+            let Ok(set) = regex::RegexSetBuilder::new(members.iter().map(|(_, p)| p))
+                .size_limit(64 << 20)
+                .dfa_size_limit(64 << 20)
+                .build()
+            else {
+                continue; // too large: its leaves run one by one
+            };
+            let g = out.groups.len();
+            for (pos, (i, _)) in members.iter().enumerate() {
+                out.of_leaf[*i] = Some((g, pos));
+            }
+            out.groups.push(LeafGroup {
+                field: field.clone(),
+                members: members.into_iter().map(|(i, _)| i).collect(),
+                set,
+            });
+        }
+        out
     }
 }
 
@@ -792,6 +892,11 @@ pub struct BatchEval<'b> {
     full: Vec<Option<BooleanBuffer>>,
     /// Leaves evaluated row by row on candidates only: what is known so far.
     partial: Vec<Option<Partial>>,
+    groups: Option<&'b Groups>,
+    /// Per group: rows matched so far, and per member the rows that hit.
+    group_state: Vec<Option<(Vec<u64>, Vec<Vec<u64>>)>>,
+    /// Parsed IP addresses of a text column's rows (CIDR leaves), filled lazily.
+    ips: HashMap<FieldRef, Vec<Option<Option<IpAddr>>>>,
     indexes: HashMap<(String, bool), HashMap<Box<str>, Vec<u32>>>,
     eq_counts: HashMap<(String, bool), usize>,
     coalesced: HashMap<Vec<String>, ArrayRef>,
@@ -856,11 +961,21 @@ impl<'b> BatchEval<'b> {
             leaves,
             full: vec![None; leaves.len()],
             partial: (0..leaves.len()).map(|_| None).collect(),
+            groups: None,
+            group_state: Vec::new(),
+            ips: HashMap::new(),
             indexes: HashMap::new(),
             eq_counts: HashMap::new(),
             coalesced: HashMap::new(),
             raw_json: vec![None; batch.num_rows()],
         }
+    }
+
+    /// Evaluates the grouped leaves of `groups` (built from the same leaves) together.
+    pub fn with_groups(mut self, groups: &'b Groups) -> Self {
+        self.group_state = (0..groups.groups.len()).map(|_| None).collect();
+        self.groups = Some(groups);
+        self
     }
 
     pub fn all(&self) -> BooleanBuffer {
@@ -917,6 +1032,12 @@ impl<'b> BatchEval<'b> {
         if let Some(r) = &self.full[i] {
             return r & cand;
         }
+        if let Some((g, pos)) = self
+            .groups
+            .and_then(|gs| gs.of_leaf.get(i).copied().flatten())
+        {
+            return self.group_leaf(g, pos, cand);
+        }
         if self.vectorized(i, cand) {
             let r = self.column_leaf(i);
             let out = &r & cand;
@@ -946,6 +1067,38 @@ impl<'b> BatchEval<'b> {
             | Matcher::FieldRef { .. }
             | Matcher::Time { .. } => false,
         }
+    }
+
+    /// Member `pos` of group `g` over the candidates: rows not seen by the group yet are
+    /// matched against every member at once.
+    fn group_leaf(&mut self, g: usize, pos: usize, cand: &BooleanBuffer) -> BooleanBuffer {
+        let Some(groups) = self.groups else {
+            return self.none();
+        };
+        let group = &groups.groups[g];
+        let words = self.rows.div_ceil(64);
+        let (mut done, mut hits) = self.group_state[g]
+            .take()
+            .unwrap_or_else(|| (vec![0; words], vec![vec![0; words]; group.members.len()]));
+        let arr = self.column_array(&group.field);
+        if let Some(a) = arr.as_ref().and_then(|a| a.as_string_opt::<i32>()) {
+            for r in cand.set_indices() {
+                let (w, b) = (r / 64, 1u64 << (r % 64));
+                if done[w] & b != 0 {
+                    continue;
+                }
+                done[w] |= b;
+                if a.is_null(r) {
+                    continue;
+                }
+                for p in group.set.matches(a.value(r)).iter() {
+                    hits[p][w] |= b;
+                }
+            }
+        }
+        let out = &bitset_buffer(&hits[pos], self.rows) & cand;
+        self.group_state[g] = Some((done, hits));
+        out
     }
 
     /// Row-by-row evaluation of leaf `i` on the candidates not computed yet.
@@ -1005,7 +1158,25 @@ impl<'b> BatchEval<'b> {
                     None => matches!(m, Matcher::Null | Matcher::Exists(false)),
                 }
             }
-            _ => match arr {
+            f => match arr {
+                Some(a)
+                    if matches!(leaf.matcher, Matcher::Cidr(_))
+                        && a.data_type() == &DataType::Utf8 =>
+                {
+                    let Matcher::Cidr(net) = &leaf.matcher else {
+                        return false;
+                    };
+                    let rows = self.rows;
+                    let cache = self
+                        .ips
+                        .entry(f.clone())
+                        .or_insert_with(|| vec![None; rows]);
+                    let ip = *cache[r].get_or_insert_with(|| {
+                        let s = a.as_string::<i32>();
+                        s.is_valid(r).then(|| parse_ip(s.value(r))).flatten()
+                    });
+                    ip.is_some_and(|ip| net.contains(&ip))
+                }
                 Some(a) => array_row_matches(a, r, &leaf.matcher),
                 None => matches!(leaf.matcher, Matcher::Null | Matcher::Exists(false)),
             },
@@ -1481,6 +1652,14 @@ fn match_json(m: &Matcher, found: &[&serde_json::Value], other: Option<&[FieldVa
     }
 }
 
+/// An address with or without a port (`10.0.0.1:8200`, `[2001:db8::1]:443`).
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    crate::normalize::strip_port(s)
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .ok()
+}
+
 /// A matcher over one string value.
 fn match_str(m: &Matcher, s: &str) -> bool {
     match m {
@@ -1507,10 +1686,7 @@ fn match_str(m: &Matcher, s: &str) -> bool {
             }
         }
         Matcher::Regex(r) => r.is_match(s),
-        Matcher::Cidr(n) => crate::normalize::strip_port(s)
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| n.contains(&ip)),
+        Matcher::Cidr(n) => parse_ip(s).is_some_and(|ip| n.contains(&ip)),
         Matcher::Num { op, value } => s.trim().parse::<f64>().is_ok_and(|x| op.holds(x, *value)),
         Matcher::Bool(b) => s.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
         _ => false,
