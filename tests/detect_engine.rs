@@ -1987,3 +1987,39 @@ fn grouped_wildcards_agree_with_leaf_by_leaf_evaluation() {
     );
     assert_eq!(matched(&grouped, &batch, "p8").len(), 3);
 }
+
+#[test]
+fn aliases_may_name_rules_by_id_and_must_cover_every_rule() {
+    // `rules` references by name, `aliases` by id: the alias used to be ignored, so the
+    // group-by fell back to a field named `ns` that no event has, and nothing correlated.
+    let corr = |aliases: &str| {
+        format!(
+            "title: c\nid: c\ncorrelation:\n    type: temporal\n    rules: [secret_read, pod_exec]\n    group-by: [ns]\n    timespan: 10m\n    aliases:\n        ns:\n{aliases}"
+        )
+    };
+    let by_id = corr(
+        "            secret-read: objectRef.namespace\n            pod-exec: objectRef.namespace\n",
+    );
+    let rs = with(&[SECRET_READ, POD_EXEC, &by_id]);
+    let mut r = read("r1", "alice", "12:00:00", "db");
+    let mut e = exec("e1", "bob", "12:01:00");
+    r["objectRef"]["namespace"] = json!("payments");
+    e["objectRef"]["namespace"] = json!("payments");
+    let alerts = evaluate(&rs, &[k8s_batch(&[r, e])]);
+    assert_eq!(ids(&alerts, "c"), vec![v(&["r1", "e1"])]);
+    assert_eq!(alerts[0].explanation["group"], json!({"ns": "payments"}));
+
+    // an alias that leaves a rule out is an error with the correlation's file and line
+    let partial = corr("            secret_read: objectRef.namespace\n");
+    let rs = compile_at(
+        "c.yml",
+        &[SECRET_READ, POD_EXEC, partial.as_str()]
+            .map(dedent)
+            .join("\n---\n"),
+    );
+    let d = rs
+        .errors()
+        .find(|d| d.message.contains("alias `ns`"))
+        .unwrap_or_else(|| panic!("{:#?}", rs.diagnostics));
+    assert!(d.message.contains("pod_exec"), "{d}");
+}

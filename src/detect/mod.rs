@@ -361,7 +361,7 @@ fn compile_correlations(
             let rule_idx = rules
                 .iter()
                 .position(|r| r.meta.id == *name || r.meta.name.as_deref() == Some(name));
-            let (product, rule_name) = match rule_idx {
+            let (product, rule_names) = match rule_idx {
                 Some(i) => {
                     let r = &mut rules[i];
                     r.feeds.push((ci, pos));
@@ -370,7 +370,7 @@ fn compile_correlations(
                     }
                     (
                         r.product.clone(),
-                        r.meta.name.clone().unwrap_or(r.meta.id.clone()),
+                        [Some(r.meta.id.clone()), r.meta.name.clone()],
                     )
                 }
                 None => {
@@ -400,17 +400,49 @@ fn compile_correlations(
                     }
                     (
                         None,
-                        out[j].meta.name.clone().unwrap_or(out[j].meta.id.clone()),
+                        [Some(out[j].meta.id.clone()), out[j].meta.name.clone()],
                     )
                 }
             };
+            // an alias entry may name the rule by the reference used in `rules`, its id or
+            // its name
+            let names_rule = |r: &String| r == name || rule_names.iter().flatten().any(|n| n == r);
             let alias_of = |g: &str| -> String {
                 c.aliases
                     .iter()
                     .find(|(a, _)| a == g)
-                    .and_then(|(_, per)| per.iter().find(|(r, _)| *r == rule_name || r == name))
+                    .and_then(|(_, per)| per.iter().find(|(r, _)| names_rule(r)))
                     .map_or_else(|| g.to_string(), |(_, f)| f.clone())
             };
+            if rule_idx.is_some() {
+                for (alias, per) in &c.aliases {
+                    let used = c.group_by.contains(alias) || c.field.as_ref() == Some(alias);
+                    if used && !per.iter().any(|(r, _)| names_rule(r)) {
+                        diagnostics.push(Diagnostic {
+                            file: c.meta.file.clone(),
+                            line: c.meta.line,
+                            severity: DiagSeverity::Error,
+                            message: format!(
+                                "alias `{alias}` has no field for rule `{name}`: its events would never correlate"
+                            ),
+                        });
+                    }
+                }
+                for g in c.group_by.iter().chain(&c.field) {
+                    let f = alias_of(g);
+                    if fields.resolve(product.as_deref(), &f).1 == fields::Resolution::UnknownRaw {
+                        diagnostics.push(Diagnostic {
+                            file: c.meta.file.clone(),
+                            line: c.meta.line,
+                            severity: DiagSeverity::Warning,
+                            message: format!(
+                                "`{f}` (for rule `{name}`) is not a column, not in rules/fields.yml and not part of {} audit events: events without it do not correlate",
+                                product.as_deref().unwrap_or("these")
+                            ),
+                        });
+                    }
+                }
+            }
             group_fields.push(
                 c.group_by
                     .iter()
