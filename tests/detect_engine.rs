@@ -2023,3 +2023,38 @@ fn aliases_may_name_rules_by_id_and_must_cover_every_rule() {
         .unwrap_or_else(|| panic!("{:#?}", rs.diagnostics));
     assert!(d.message.contains("pod_exec"), "{d}");
 }
+
+#[test]
+fn value_count_forgets_values_that_leave_the_window() {
+    let rs = with(&[
+        SECRET_READ,
+        r#"
+        title: Many distinct secrets
+        id: breadth
+        correlation:
+            type: value_count
+            rules: [secret-read]
+            group-by: [actor]
+            timespan: 5m
+            condition: {field: objectRef.name, gte: 3}
+        "#,
+    ]);
+    let alerts = evaluate(
+        &rs,
+        &[
+            k8s_batch(&[
+                read("b1", "bob", "12:00:00", "db"),
+                read("b2", "bob", "12:03:00", "api"),
+                read("b3", "bob", "12:03:30", "api"),
+            ]),
+            // db (12:00) has left the 5-minute window: api, tls = 2 distinct
+            k8s_batch(&[read("b4", "bob", "12:06:00", "tls")]),
+            k8s_batch(&[read("b5", "bob", "12:07:00", "ca")]),
+        ],
+    );
+    assert_eq!(ids(&alerts, "breadth"), vec![v(&["b2", "b3", "b4", "b5"])]);
+    assert_eq!(
+        alerts[0].explanation["distinct_values_sample"],
+        json!(["api", "ca", "tls"])
+    );
+}

@@ -512,6 +512,8 @@ struct Group {
     last_time: i64,
     /// event_count / value_count: (time, value, event id) in the window.
     window: VecDeque<(i64, Option<String>, String)>,
+    /// value_count: how many events in the window carry each value.
+    values: HashMap<String, u32>,
     /// temporal: per input, its last signal in the window.
     per_input: Vec<Option<(i64, Vec<String>)>>,
     /// temporal_ordered: per input position, the start time, the time of this step and the
@@ -803,31 +805,31 @@ impl Engine {
         let (count, events, start, extra): (f64, Vec<String>, i64, serde_json::Value) = match c.kind
         {
             CorrelationType::EventCount | CorrelationType::ValueCount => {
+                // counts are kept up to date as the window moves; the evidence (event ids,
+                // distinct values) is only gathered when the correlation fires
                 for id in &s.event_ids {
                     g.window.push_back((s.time, s.value.clone(), id.clone()));
+                    if let Some(v) = &s.value {
+                        *g.values.entry(v.clone()).or_default() += 1;
+                    }
                 }
-                while g.window.front().is_some_and(|(t, _, _)| *t < horizon) {
-                    g.window.pop_front();
-                }
-                while g.window.len() > limits.max_events_per_group {
-                    g.window.pop_front();
+                while g.window.front().is_some_and(|(t, _, _)| *t < horizon)
+                    || g.window.len() > limits.max_events_per_group
+                {
+                    if let Some((_, Some(v), _)) = g.window.pop_front()
+                        && let Some(n) = g.values.get_mut(&v)
+                    {
+                        *n -= 1;
+                        if *n == 0 {
+                            g.values.remove(&v);
+                        }
+                    }
                 }
                 let start = g.window.front().map_or(s.time, |(t, _, _)| *t);
-                let ids: Vec<String> = g.window.iter().map(|(_, _, id)| id.clone()).collect();
                 if c.kind == CorrelationType::EventCount {
-                    (g.window.len() as f64, ids, start, json!({}))
+                    (g.window.len() as f64, vec![], start, json!({}))
                 } else {
-                    let mut distinct: Vec<&String> =
-                        g.window.iter().filter_map(|(_, v, _)| v.as_ref()).collect();
-                    distinct.sort();
-                    distinct.dedup();
-                    let sample: Vec<&String> = distinct.iter().take(20).copied().collect();
-                    (
-                        distinct.len() as f64,
-                        ids,
-                        start,
-                        json!({"field": c.value_fields[pos].as_ref().map(|f| format!("{f:?}")), "distinct_values_sample": sample}),
-                    )
+                    (g.values.len() as f64, vec![], start, json!({}))
                 }
             }
             CorrelationType::Temporal => {
@@ -886,8 +888,25 @@ impl Engine {
         if !holds {
             return None;
         }
+        let (events, extra) = match c.kind {
+            CorrelationType::EventCount => (
+                g.window.iter().map(|(_, _, id)| id.clone()).collect(),
+                extra,
+            ),
+            CorrelationType::ValueCount => {
+                let mut distinct: Vec<&String> = g.values.keys().collect();
+                distinct.sort();
+                let sample: Vec<&String> = distinct.into_iter().take(20).collect();
+                (
+                    g.window.iter().map(|(_, _, id)| id.clone()).collect(),
+                    json!({"field": c.value_fields[pos].as_ref().map(|f| format!("{f:?}")), "distinct_values_sample": sample}),
+                )
+            }
+            _ => (events, extra),
+        };
         // a firing consumes the window: the next alert needs a fresh one
         g.window.clear();
+        g.values.clear();
         g.per_input.clear();
         g.chain.clear();
         let actor = g.actor.clone();
