@@ -168,6 +168,10 @@ detections = [
     panel("timeseries", "Rules loaded and open correlation windows", [
         q(f"max(auditwatch_rules_loaded{{{SEL}}})", "rules"),
         q(f"sum(auditwatch_correlation_groups{{{SEL}}})", "correlation groups")], unit="short"),
+    panel("timeseries", "Baseline identities", [q(f"sum(auditwatch_baseline_identities{{{SEL}}})", "identities")], unit="short",
+          desc="Identities whose behaviour the baseline detectors hold in memory"),
+    panel("timeseries", "Baseline snapshot size", [q(f"max(auditwatch_baseline_snapshot_bytes{{{SEL}}})", "bytes")], unit="bytes",
+          desc="Size of the last baseline state snapshot (written with the offsets it reflects)"),
     row("Delivery to the SIEM"),
     panel("timeseries", "Sink backlog", [q(f"sum by (sink) (auditwatch_sink_backlog_alerts{{{SEL}}})", "{{sink}}")], w=8, unit="short",
           desc="Alerts in the outbox not yet acknowledged by the sink's destination"),
