@@ -163,8 +163,12 @@ pub async fn demo(
     );
     println!("  rules     {n_rules} active");
     println!("  store     {}", data_dir.display());
-    println!("  http      http://{addr}/metrics  http://{addr}/readyz  http://{addr}/api/v1/openapi.json");
-    println!("  api       curl 'http://{addr}/api/v1/alerts?limit=5'   (no token needed: loopback demo)");
+    println!(
+        "  http      http://{addr}/metrics  http://{addr}/readyz  http://{addr}/api/v1/openapi.json"
+    );
+    println!(
+        "  api       curl 'http://{addr}/api/v1/alerts?limit=5'   (no token needed: loopback demo)"
+    );
     println!(
         "  query     auditwatch query --data-dir {} \"select title, actor, count(*) from alerts group by 1, 2\"",
         data_dir.display()

@@ -71,7 +71,10 @@ fn rebuild_learns_from_the_store_and_writes_a_restorable_snapshot() {
     assert!(summary["identities"].as_u64().unwrap() > 10, "{summary}");
     let snap = std::fs::read(data.join("state/baselines.snapshot")).unwrap();
     let b = Baselines::from_snapshot(DetectorConfig::default(), &snap).unwrap();
-    assert_eq!(b.identities() as u64, summary["identities"].as_u64().unwrap());
+    assert_eq!(
+        b.identities() as u64,
+        summary["identities"].as_u64().unwrap()
+    );
     assert_eq!(b.pending(), 0);
 
     // nothing stored after --since: an empty but valid snapshot
