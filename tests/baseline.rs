@@ -763,3 +763,70 @@ fn a_late_row_from_yesterday_is_not_new() {
     assert!(alerts.is_empty(), "{:#?}", titles(&alerts));
     assert_eq!(b.stats.late, 1);
 }
+
+fn anonymous(t: i64, ip: &str, what: &str) -> R {
+    R::new(t, "system:anonymous", "anonymous").with(|r| {
+        r.action = if what == "healthz" { "read" } else { "list" };
+        r.resource_type = Some(if what == "healthz" {
+            "nonresource".into()
+        } else {
+            what.into()
+        });
+        r.path = Some(what.into());
+        r.ip = Some(ip.into());
+        r.ua = Some(
+            if what == "healthz" {
+                "kube-probe/1.30"
+            } else {
+                "curl/8.5.0"
+            }
+            .into(),
+        );
+    })
+}
+
+/// A value that raised an alert is not learned from its own first use: a repeated attack
+/// alerts again; a benign new value stops alerting after `confirm_days` days of use.
+#[test]
+fn suspect_values_alert_again_until_confirmed() {
+    let mut b = Baselines::new(DetectorConfig::default());
+    let mut rows = Vec::new();
+    for m in 0..(5 * 24 * 4) {
+        rows.push(anonymous(MON + m * 15 * MIN, "10.0.1.2", "healthz"));
+    }
+    for d in 0..5 {
+        rows.push(human(MON + d * D + 10 * H, "payments", "api-db"));
+    }
+    assert!(run(&mut b, rows).is_empty());
+    let mut per_day = Vec::new();
+    for d in 5..10 {
+        let t = MON + d * D + 11 * H;
+        let alerts = run(
+            &mut b,
+            vec![
+                anonymous(t, "203.0.113.50", "namespaces"),
+                human(t, "payments", "api-new"),
+            ],
+        );
+        let anon = alerts
+            .iter()
+            .filter(|a| a.actor.as_deref() == Some("system:anonymous"))
+            .count();
+        let hum = alerts
+            .iter()
+            .filter(|a| a.actor.as_deref() == Some("bob@example.com"))
+            .count();
+        per_day.push((anon > 0, hum > 0));
+    }
+    // anonymous: never confirmed; the person's new secret: alerts on 2 days, then normal
+    assert_eq!(
+        per_day,
+        vec![
+            (true, true),
+            (true, true),
+            (true, false),
+            (true, false),
+            (true, false)
+        ]
+    );
+}

@@ -201,6 +201,8 @@ pub struct FirstSeenCfg {
     pub max_items: u16,
     pub vault_prefix_depth: usize,
     pub alert_window_us: i64,
+    pub confirm_days: u8,
+    pub never_confirm: ClassSet,
     pub dimensions: [Option<DimensionCfg>; 7],
 }
 
@@ -491,6 +493,8 @@ struct RawFirstSeen {
     max_items: u16,
     vault_prefix_depth: usize,
     alert_window: String,
+    confirm_days: u8,
+    never_confirm: Vec<String>,
     dimensions: BTreeMap<String, Option<RawDimension>>,
 }
 
@@ -692,6 +696,8 @@ impl TryFrom<RawConfig> for DetectorConfig {
             max_items: f.max_items,
             vault_prefix_depth: f.vault_prefix_depth.max(1),
             alert_window_us: positive_duration(&f.alert_window, "first_seen.alert_window")?,
+            confirm_days: f.confirm_days,
+            never_confirm: ClassSet::parse(&f.never_confirm, "first_seen.never_confirm")?,
             dimensions,
         };
 

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::config::{Dimension, Kind};
-use super::identity::{Class, ClassReason, Counter, Distinct, Volume, ev_flag};
+use super::identity::{
+    Class, ClassReason, Counter, Distinct, MAX_SUSPECTS, Suspect, Volume, ev_flag,
+};
 use super::row::{Ev, Src};
 use super::stats::{self, Model, US_PER_DAY, US_PER_HOUR, bucket, bucket_name, score_of};
 use super::{Alert, Baselines, hash_str};
@@ -525,6 +527,7 @@ impl Baselines {
         let forget_days = (fs.forget_us / US_PER_DAY).clamp(1, 30_000) as u16;
         let max_items = fs.max_items;
         let learning_us = fs.learning_us;
+        let (confirm_days, never_confirm) = (fs.confirm_days, fs.never_confirm);
         let win = ev.time.div_euclid(fs.alert_window_us) as u32;
         let class = self.slots[idx].as_ref().expect("live identity").class;
         for d in &Dimension::ALL[..Dimension::VALUES] {
@@ -560,6 +563,7 @@ impl Baselines {
             }
             let mut novel = false;
             let mut forgotten_age = None;
+            let mut repeat = None;
             match nv.find(h) {
                 Ok((i, last)) => {
                     // a late row may be from the day before the item was last seen
@@ -570,6 +574,20 @@ impl Baselines {
                     }
                     if age > 0 {
                         nv.touch(i, day);
+                        // a suspect value used on another day alerts again
+                        if let Some(sus) = id.suspects.as_mut() {
+                            if let Some(k) = sus.iter().position(|x| x.h == h) {
+                                let x = &mut sus[k];
+                                x.days = x.days.saturating_add(1);
+                                x.last_day = day;
+                                if never_confirm.contains(id_class) || x.days <= confirm_days {
+                                    novel = true;
+                                    repeat = Some(*x);
+                                } else {
+                                    sus.remove(k);
+                                }
+                            }
+                        }
                     }
                 }
                 Err(pos) => {
@@ -605,18 +623,40 @@ impl Baselines {
             }
             nv.alerted[di] = win.wrapping_add(1);
             let known = nv.counts[di];
+            if repeat.is_none() && forgotten_age.is_none() {
+                let sus = id.suspects.get_or_insert_default();
+                if sus.len() < MAX_SUSPECTS {
+                    sus.push(Suspect {
+                        h,
+                        first_day: day,
+                        last_day: day,
+                        days: 1,
+                    });
+                }
+            }
             let first_seen = id.first_seen;
             let class = id.class;
             let value = self.dim_value(d, ev, true).map(|x| x.1).unwrap_or_default();
             let aw = self.cfg.first_seen.alert_window_us;
             let ws = ev.time.div_euclid(aw) * aw;
-            let reason = match forgotten_age {
-                Some(a) => format!(
+            let reason = match (repeat, forgotten_age) {
+                (Some(x), _) => format!(
+                    "{} `{value}` first seen {} days ago and used on {} day(s) since; not part of this identity's baseline yet{}",
+                    d.as_str(),
+                    day.wrapping_sub(x.first_day),
+                    x.days,
+                    if never_confirm.contains(class) {
+                        format!(" (never, for class {})", class.as_str())
+                    } else {
+                        format!(" (after {confirm_days} days of use)")
+                    }
+                ),
+                (None, Some(a)) => format!(
                     "{} `{value}` not used by this identity for {a} days (forget period {})",
                     d.as_str(),
                     dur(self.cfg.first_seen.forget_us)
                 ),
-                None => format!(
+                (None, None) => format!(
                     "{} `{value}` never seen for this identity since {} ({} known)",
                     d.as_str(),
                     format_time_us(first_seen),
@@ -626,7 +666,12 @@ impl Baselines {
             let draft = Draft {
                 detector: "first_seen",
                 title: format!(
-                    "New {} for {} {}: {value}",
+                    "{} {} for {} {}: {value}",
+                    if repeat.is_some() {
+                        "Unconfirmed"
+                    } else {
+                        "New"
+                    },
                     d.as_str().replace('_', " "),
                     class.as_str(),
                     ev.actor
@@ -650,6 +695,7 @@ impl Baselines {
                 }),
                 baseline: json!({
                     "known_values": known.saturating_sub(1),
+                    "suspect_days": repeat.map(|x| x.days),
                     "identity_first_seen": format_time_us(first_seen),
                     "learning_period": dur(learning_us),
                     "forget_period": dur(self.cfg.first_seen.forget_us),
@@ -666,6 +712,12 @@ impl Baselines {
         let forget_days = (self.cfg.first_seen.forget_us / US_PER_DAY).clamp(1, 30_000) as u16;
         let today = day as u16;
         for id in self.slots.iter_mut().flatten() {
+            if let Some(s) = id.suspects.as_mut() {
+                s.retain(|x| today.wrapping_sub(x.last_day) <= forget_days);
+                if s.is_empty() {
+                    id.suspects = None;
+                }
+            }
             let nv = &mut id.novelty;
             let before = nv.items.len();
             nv.items

@@ -309,6 +309,19 @@ impl Novelty {
     }
 }
 
+/// A first-seen value that raised an alert and is not part of the baseline yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suspect {
+    pub h: u64,
+    pub first_day: u16,
+    pub last_day: u16,
+    /// Distinct days it was used on.
+    pub days: u8,
+}
+
+/// Suspects kept per identity.
+pub const MAX_SUSPECTS: usize = 32;
+
 /// Volume state: the seasonal table plus the open window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Volume {
@@ -444,6 +457,7 @@ pub struct Identity {
     pub hours_last: [u32; Kind::COUNT],
     pub off_alerted: u32,
     pub evidence: Option<Box<Evidence>>,
+    pub suspects: Option<Box<Vec<Suspect>>>,
 }
 
 impl Identity {
@@ -470,6 +484,7 @@ impl Identity {
             hours_last: [u32::MAX; Kind::COUNT],
             off_alerted: u32::MAX,
             evidence: None,
+            suspects: None,
         }
     }
 
@@ -499,6 +514,9 @@ impl Identity {
         }
         if self.evidence.is_some() {
             n += std::mem::size_of::<Evidence>();
+        }
+        if let Some(s) = &self.suspects {
+            n += 24 + s.capacity() * std::mem::size_of::<Suspect>();
         }
         n
     }

@@ -10,7 +10,8 @@
 //! a snapshot and its restore.
 
 use super::identity::{
-    Class, ClassReason, Counter, Distinct, EvId, Evidence, Identity, Novelty, Volume,
+    Class, ClassReason, Counter, Distinct, EvId, Evidence, Identity, MAX_SUSPECTS, Novelty,
+    Suspect, Volume,
 };
 use super::row::{OwnedRow, STR_COLS, batch_from_rows};
 use super::stats::{Ew, Seasonal};
@@ -279,6 +280,14 @@ fn put_identity(w: &mut W, id: &Identity) {
             w.u8(e.next);
         }
     }
+    let sus = id.suspects.as_deref().map_or(&[][..], |v| &v[..]);
+    w.u8(sus.len() as u8);
+    for s in sus {
+        w.u64(s.h);
+        w.u16(s.first_day);
+        w.u16(s.last_day);
+        w.u8(s.days);
+    }
 }
 
 fn get_identity(r: &mut Rd<'_>) -> R<Identity> {
@@ -357,6 +366,24 @@ fn get_identity(r: &mut Rd<'_>) -> R<Identity> {
     } else {
         None
     };
+    let n = r.u8()? as usize;
+    if n > MAX_SUSPECTS {
+        return Err(SnapshotError::Corrupt("suspects"));
+    }
+    let suspects = if n == 0 {
+        None
+    } else {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(Suspect {
+                h: r.u64()?,
+                first_day: r.u16()?,
+                last_day: r.u16()?,
+                days: r.u8()?,
+            });
+        }
+        Some(Box::new(v))
+    };
     Ok(Identity {
         actor: actor.into(),
         key,
@@ -378,6 +405,7 @@ fn get_identity(r: &mut Rd<'_>) -> R<Identity> {
         hours_last,
         off_alerted,
         evidence,
+        suspects,
     })
 }
 
