@@ -2058,3 +2058,30 @@ fn value_count_forgets_values_that_leave_the_window() {
         json!(["api", "ca", "tls"])
     );
 }
+
+#[test]
+fn many_equalities_on_a_list_column_use_its_value_index() {
+    // nine or more equality leaves on `policies` go through a value → rows index
+    let events: Vec<Value> = (0..12)
+        .map(|k| {
+            vault(
+                &format!("v{k}"),
+                json!({"auth": {"policies": ["default", format!("Team-{k}-Read"), format!("team-{}-read", k / 2)]}}),
+            )
+        })
+        .collect();
+    let text: Vec<String> = (0..10)
+        .map(|k| {
+            format!(
+                "title: p{k}\nid: p{k}\nlogsource: {{product: vault, service: audit}}\ndetection:\n    sel:\n        auth.policies: 'team-{k}-read'\n    condition: sel\n"
+            )
+        })
+        .collect();
+    let rs = compile(&text.join("---\n"));
+    let batch = vault_batch(&events);
+    // team-3-read: v3 (Team-3-Read, case-insensitive) and v6, v7 (team-3-read)
+    assert_eq!(matched(&rs, &batch, "p3"), v(&["v3", "v6", "v7"]));
+    // team-0-read: v0 has it twice (Team-0-Read and team-0-read): one match
+    assert_eq!(matched(&rs, &batch, "p0"), v(&["v0", "v1"]));
+    assert_eq!(matched(&rs, &batch, "p9"), v(&["v9"]));
+}

@@ -895,12 +895,33 @@ pub struct BatchEval<'b> {
     groups: Option<&'b Groups>,
     /// Per group: rows matched so far, and per member the rows that hit.
     group_state: Vec<Option<(Vec<u64>, Vec<Vec<u64>>)>>,
+    /// Per (column, part): the time part of every row.
+    time_parts: HashMap<(String, TimePart), Vec<i64>>,
+    /// Per raw path: key needles, and which rows may contain the path.
+    path_probes: HashMap<String, (Vec<memchr::memmem::Finder<'static>>, Partial)>,
     /// Parsed IP addresses of a text column's rows (CIDR leaves), filled lazily.
     ips: HashMap<FieldRef, Vec<Option<Option<IpAddr>>>>,
     indexes: HashMap<(String, bool), HashMap<Box<str>, Vec<u32>>>,
     eq_counts: HashMap<(String, bool), usize>,
     coalesced: HashMap<Vec<String>, ArrayRef>,
     raw_json: Vec<Option<Option<serde_json::Value>>>,
+}
+
+/// Equality leaves of `leaves` on the column (or `coalesce:a,b` key) with this case.
+fn count_eq_leaves(leaves: &[Leaf], key: &str, cased: bool) -> usize {
+    leaves
+        .iter()
+        .filter(|l| {
+            matches!(l.matcher, Matcher::StrEq { cased: c, .. } if c == cased)
+                && match &l.field {
+                    FieldRef::Column(c) => c == key,
+                    FieldRef::Coalesce(cols) => {
+                        key.strip_prefix("coalesce:") == Some(cols.join(",").as_str())
+                    }
+                    FieldRef::Raw(_) => false,
+                }
+        })
+        .count()
 }
 
 /// Equality leaves on one column from which a per-batch value index is built.
@@ -964,6 +985,8 @@ impl<'b> BatchEval<'b> {
             groups: None,
             group_state: Vec::new(),
             ips: HashMap::new(),
+            path_probes: HashMap::new(),
+            time_parts: HashMap::new(),
             indexes: HashMap::new(),
             eq_counts: HashMap::new(),
             coalesced: HashMap::new(),
@@ -1059,13 +1082,21 @@ impl<'b> BatchEval<'b> {
         };
         match &leaf.matcher {
             Matcher::Null | Matcher::Exists(_) | Matcher::Never | Matcher::Bool(_) => true,
-            Matcher::StrEq { .. } => ty == DataType::Utf8,
+            Matcher::StrEq { cased, .. } => match &ty {
+                DataType::Utf8 => true,
+                // lists: through a value index when many leaves look values up
+                DataType::List(_) => match &leaf.field {
+                    FieldRef::Column(c) => {
+                        count_eq_leaves(self.leaves, c, *cased) >= INDEX_MIN_LEAVES
+                    }
+                    _ => false,
+                },
+                _ => false,
+            },
+            Matcher::Time { .. } => matches!(ty, DataType::Timestamp(..)),
             Matcher::Num { .. } => ty.is_numeric(),
             Matcher::Like { .. } => ty == DataType::Utf8 && cand.count_set_bits() * 2 >= self.rows,
-            Matcher::Regex(_)
-            | Matcher::Cidr(_)
-            | Matcher::FieldRef { .. }
-            | Matcher::Time { .. } => false,
+            Matcher::Regex(_) | Matcher::Cidr(_) | Matcher::FieldRef { .. } => false,
         }
     }
 
@@ -1126,12 +1157,62 @@ impl<'b> BatchEval<'b> {
         out
     }
 
+    /// False when the raw text of `row` lacks one of the keys of `path`, so the path
+    /// cannot resolve and the JSON need not be parsed. Every key on the way appears
+    /// literally in the text (audit writers do not escape key names): the first as `"key`,
+    /// the last as `key"`, the others anywhere (they may sit inside a dotted key such as
+    /// `authorization.k8s.io/decision`). Cached per path and row.
+    fn path_may_exist(&mut self, path: &str, row: usize) -> bool {
+        let rows = self.rows;
+        if !self.path_probes.contains_key(path) {
+            let segs: Vec<&str> = path.split('.').collect();
+            let needles = segs
+                .iter()
+                .enumerate()
+                .map(|(k, seg)| {
+                    let mut n = String::new();
+                    if k == 0 {
+                        n.push('"');
+                    }
+                    n.push_str(seg);
+                    if k == segs.len() - 1 {
+                        n.push('"');
+                    }
+                    memchr::memmem::Finder::new(n.as_bytes()).into_owned()
+                })
+                .collect();
+            self.path_probes
+                .insert(path.to_string(), (needles, Partial::new(rows)));
+        }
+        let (w, b) = (row / 64, 1u64 << (row % 64));
+        let raw = self
+            .batch
+            .column_by_name("raw")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .filter(|a| a.is_valid(row))
+            .map(|a| a.value(row).as_bytes());
+        let Some((needles, p)) = self.path_probes.get_mut(path) else {
+            return true;
+        };
+        if p.done[w] & b == 0 {
+            p.done[w] |= b;
+            let Some(text) = raw else { return false };
+            if needles.iter().all(|n| n.find(text).is_some()) {
+                p.hit[w] |= b;
+            }
+        }
+        p.hit[w] & b != 0
+    }
+
     fn row_matches(&mut self, i: usize, arr: Option<&ArrayRef>, r: usize) -> bool {
         let leaf = &self.leaves[i];
         if let Matcher::FieldRef { other, .. } = &leaf.matcher {
             let theirs = self.values(other, r);
             let mine: Vec<serde_json::Value> = match &leaf.field {
                 FieldRef::Raw(path) => {
+                    if !self.path_may_exist(path, r) {
+                        return false;
+                    }
                     let Some(j) = self.raw(r) else { return false };
                     let mut found = Vec::new();
                     resolve_path(j, path, &mut found);
@@ -1149,6 +1230,9 @@ impl<'b> BatchEval<'b> {
         match &leaf.field {
             FieldRef::Raw(path) => {
                 let m = &leaf.matcher;
+                if !self.path_may_exist(path, r) {
+                    return matches!(m, Matcher::Null | Matcher::Exists(false));
+                }
                 match self.raw(r) {
                     Some(j) => {
                         let mut found = Vec::new();
@@ -1242,6 +1326,22 @@ impl<'b> BatchEval<'b> {
             DataType::Utf8 => self.utf8_leaf(arr.as_string::<i32>(), m, index_key),
             DataType::List(_) => {
                 let list = arr.as_list::<i32>();
+                if let (Matcher::StrEq { value, cased }, Some(col)) = (m, &index_key)
+                    && let Some(strs) = list.values().as_string_opt::<i32>()
+                {
+                    let idx = self
+                        .indexes
+                        .entry((col.clone(), *cased))
+                        .or_insert_with(|| build_list_index(list.value_offsets(), strs, *cased));
+                    let mut b = BooleanBufferBuilder::new(list.len());
+                    b.append_n(list.len(), false);
+                    if let Some(rows) = idx.get(value.as_str()) {
+                        for &r in rows {
+                            b.set_bit(r as usize, true);
+                        }
+                    }
+                    return b.finish();
+                }
                 let values = list.values().clone();
                 let inner = self.array_leaf(&values, m, None);
                 let mut b = BooleanBufferBuilder::new(list.len());
@@ -1264,14 +1364,16 @@ impl<'b> BatchEval<'b> {
                 Matcher::Time { part, op, value } => {
                     let a = arr
                         .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+                    // the part of every row, computed once per column and part
+                    let parts = self
+                        .time_parts
+                        .entry((index_key.clone().unwrap_or_default(), *part))
+                        .or_insert_with(|| {
+                            (0..a.len()).map(|r| time_part(a.value(r), *part)).collect()
+                        });
                     let mut b = BooleanBufferBuilder::new(a.len());
-                    for r in 0..a.len() {
-                        b.append(
-                            a.is_valid(r) && {
-                                let p = time_part(a.value(r), *part);
-                                op.holds(p as f64, *value as f64)
-                            },
-                        );
+                    for (r, p) in parts.iter().enumerate() {
+                        b.append(a.is_valid(r) && op.holds(*p as f64, *value as f64));
                     }
                     b.finish()
                 }
@@ -1306,20 +1408,7 @@ impl<'b> BatchEval<'b> {
         if let Some(&n) = self.eq_counts.get(&(key.to_string(), cased)) {
             return n;
         }
-        let n = self
-            .leaves
-            .iter()
-            .filter(|l| {
-                matches!(l.matcher, Matcher::StrEq { cased: c, .. } if c == cased)
-                    && match &l.field {
-                        FieldRef::Column(c) => c == key,
-                        FieldRef::Coalesce(cols) => {
-                            key.strip_prefix("coalesce:") == Some(cols.join(",").as_str())
-                        }
-                        FieldRef::Raw(_) => false,
-                    }
-            })
-            .count();
+        let n = count_eq_leaves(self.leaves, key, cased);
         self.eq_counts.insert((key.to_string(), cased), n);
         n
     }
@@ -1468,8 +1557,12 @@ fn array_row_matches(arr: &ArrayRef, row: usize, m: &Matcher) -> bool {
     match arr.data_type() {
         DataType::Utf8 => match_str(m, arr.as_string::<i32>().value(row)),
         DataType::List(_) => {
-            let items = arr.as_list::<i32>().value(row);
-            (0..items.len()).any(|k| array_row_matches(&items, k, m))
+            let list = arr.as_list::<i32>();
+            let (s, e) = (
+                list.value_offsets()[row] as usize,
+                list.value_offsets()[row + 1] as usize,
+            );
+            (s..e).any(|k| array_row_matches(list.values(), k, m))
         }
         DataType::Boolean => matches!(m, Matcher::Bool(b) if arr.as_boolean().value(row) == *b),
         DataType::Timestamp(TimeUnit::Microsecond, _) => match m {
@@ -1565,6 +1658,33 @@ fn build_index(a: &StringArray, cased: bool) -> HashMap<Box<str>, Vec<u32>> {
             Some(rows) => rows.push(r as u32),
             None => {
                 idx.insert(key.into(), vec![r as u32]);
+            }
+        }
+    }
+    idx
+}
+
+/// Value → rows of a list column (a row once per value).
+fn build_list_index(
+    offsets: &[i32],
+    values: &StringArray,
+    cased: bool,
+) -> HashMap<Box<str>, Vec<u32>> {
+    let mut idx: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+    for r in 0..offsets.len().saturating_sub(1) {
+        for k in offsets[r] as usize..offsets[r + 1] as usize {
+            if values.is_null(k) {
+                continue;
+            }
+            let v = values.value(k);
+            let key = if cased {
+                v.to_string()
+            } else {
+                v.to_lowercase()
+            };
+            let rows = idx.entry(key.into()).or_default();
+            if rows.last() != Some(&(r as u32)) {
+                rows.push(r as u32);
             }
         }
     }
