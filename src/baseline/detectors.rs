@@ -842,8 +842,21 @@ impl Baselines {
         let vc = &cfg.volume;
         let sil = &vc.silence;
         let mut silent: Vec<(usize, i64, u32, stats::Prediction)> = Vec::new();
+        let now = w * vc.window_us;
+        let bw = cfg.breadth.window_us;
+        // evidence backs alerts of open windows only
+        let keep_evidence = bw.max(cfg.denied.window_us).max(vc.window_us);
         for (idx, slot) in self.slots.iter_mut().enumerate() {
             let Some(id) = slot.as_mut() else { continue };
+            // memory: the distinct set of a closed breadth window, stale evidence
+            if let Some(c) = id.breadth.as_mut() {
+                if (c.win + 1) * bw <= now {
+                    c.distinct = None;
+                }
+            }
+            if id.last_seen < now - keep_evidence {
+                id.evidence = None;
+            }
             let learned = id.learned(
                 id.volume.as_ref().map_or(0, |v| v.win * vc.window_us),
                 vc.learning_us,
