@@ -384,6 +384,36 @@ fn bench(c: &mut Criterion) {
             .filter(|d| matches!(d, Document::Filter(_)))
             .count()
     );
+    // AUDITWATCH_BENCH_PER_RULE=1: each pack rule alone (with the filters), slowest first
+    if std::env::var_os("AUDITWATCH_BENCH_PER_RULE").is_some() {
+        let filters: Vec<Document> = pack
+            .documents
+            .iter()
+            .filter(|d| matches!(d, Document::Filter(_)))
+            .cloned()
+            .collect();
+        let mut costs: Vec<(f64, String)> = pack
+            .documents
+            .iter()
+            .filter(|d| matches!(d, Document::Rule(_)))
+            .map(|d| {
+                let mut docs = filters.clone();
+                docs.push(d.clone());
+                let rs = Arc::new(RuleSet::compile(docs, &FieldMap::builtin(), vec![]));
+                let r = rate(
+                    || {
+                        std::hint::black_box(ours(&rs, &b));
+                    },
+                    BATCH,
+                );
+                (1e3 * BATCH as f64 / r, d.meta().title.clone())
+            })
+            .collect();
+        costs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (ms, title) in costs.iter().take(15) {
+            println!("  {ms:7.3} ms/batch  {title}");
+        }
+    }
     for (n, rs) in &sets {
         let alerts = ours(rs, &b);
         let got = rate(

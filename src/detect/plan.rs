@@ -897,10 +897,17 @@ pub struct BatchEval<'b> {
     group_state: Vec<Option<(Vec<u64>, Vec<Vec<u64>>)>>,
     /// Per (column, part): the time part of every row.
     time_parts: HashMap<(String, TimePart), Vec<i64>>,
-    /// Per raw path: key needles, and which rows may contain the path.
-    path_probes: HashMap<String, (Vec<memchr::memmem::Finder<'static>>, Partial)>,
+    /// The raw event column.
+    raw_col: Option<StringArray>,
+    /// Per raw path: key needles, and which rows may contain the path; shared by the
+    /// leaves on one path (`probe_ids`), found once per leaf (`probe_of_leaf`).
+    probes: Vec<(Vec<memchr::memmem::Finder<'static>>, Partial)>,
+    probe_ids: HashMap<String, usize>,
+    probe_of_leaf: Vec<Option<usize>>,
     /// Parsed IP addresses of a text column's rows (CIDR leaves), filled lazily.
-    ips: HashMap<FieldRef, Vec<Option<Option<IpAddr>>>>,
+    ips: Vec<Vec<Option<Option<IpAddr>>>>,
+    ip_slots: HashMap<FieldRef, usize>,
+    ip_of_leaf: Vec<Option<usize>>,
     indexes: HashMap<(String, bool), HashMap<Box<str>, Vec<u32>>>,
     eq_counts: HashMap<(String, bool), usize>,
     coalesced: HashMap<Vec<String>, ArrayRef>,
@@ -984,8 +991,16 @@ impl<'b> BatchEval<'b> {
             partial: (0..leaves.len()).map(|_| None).collect(),
             groups: None,
             group_state: Vec::new(),
-            ips: HashMap::new(),
-            path_probes: HashMap::new(),
+            ips: Vec::new(),
+            ip_slots: HashMap::new(),
+            ip_of_leaf: vec![None; leaves.len()],
+            raw_col: batch
+                .column_by_name("raw")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .cloned(),
+            probes: Vec::new(),
+            probe_ids: HashMap::new(),
+            probe_of_leaf: vec![None; leaves.len()],
             time_parts: HashMap::new(),
             indexes: HashMap::new(),
             eq_counts: HashMap::new(),
@@ -1162,42 +1177,61 @@ impl<'b> BatchEval<'b> {
     /// literally in the text (audit writers do not escape key names): the first as `"key`,
     /// the last as `key"`, the others anywhere (they may sit inside a dotted key such as
     /// `authorization.k8s.io/decision`). Cached per path and row.
-    fn path_may_exist(&mut self, path: &str, row: usize) -> bool {
-        let rows = self.rows;
-        if !self.path_probes.contains_key(path) {
-            let segs: Vec<&str> = path.split('.').collect();
-            let needles = segs
-                .iter()
-                .enumerate()
-                .map(|(k, seg)| {
-                    let mut n = String::new();
-                    if k == 0 {
-                        n.push('"');
+    fn path_may_exist(&mut self, leaf: usize, path: &str, row: usize) -> bool {
+        let slot = match self.probe_of_leaf[leaf] {
+            Some(slot) => slot,
+            None => {
+                let slot = match self.probe_ids.get(path) {
+                    Some(&slot) => slot,
+                    None => {
+                        let segs: Vec<&str> = path.split('.').collect();
+                        let needles = segs
+                            .iter()
+                            .enumerate()
+                            .map(|(k, seg)| {
+                                let mut n = String::new();
+                                if k == 0 {
+                                    n.push('"');
+                                }
+                                n.push_str(seg);
+                                if k == segs.len() - 1 {
+                                    n.push('"');
+                                }
+                                memchr::memmem::Finder::new(n.as_bytes()).into_owned()
+                            })
+                            .collect();
+                        self.probes.push((needles, Partial::new(self.rows)));
+                        self.probe_ids.insert(path.to_string(), self.probes.len() - 1);
+                        self.probes.len() - 1
                     }
-                    n.push_str(seg);
-                    if k == segs.len() - 1 {
-                        n.push('"');
-                    }
-                    memchr::memmem::Finder::new(n.as_bytes()).into_owned()
-                })
-                .collect();
-            self.path_probes
-                .insert(path.to_string(), (needles, Partial::new(rows)));
-        }
-        let (w, b) = (row / 64, 1u64 << (row % 64));
-        let raw = self
-            .batch
-            .column_by_name("raw")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .filter(|a| a.is_valid(row))
-            .map(|a| a.value(row).as_bytes());
-        let Some((needles, p)) = self.path_probes.get_mut(path) else {
-            return true;
+                };
+                self.probe_of_leaf[leaf] = Some(slot);
+                slot
+            }
         };
+        let (w, b) = (row / 64, 1u64 << (row % 64));
+        let (needles, p) = &mut self.probes[slot];
         if p.done[w] & b == 0 {
             p.done[w] |= b;
-            let Some(text) = raw else { return false };
-            if needles.iter().all(|n| n.find(text).is_some()) {
+            let Some(text) = self
+                .raw_col
+                .as_ref()
+                .filter(|a| a.is_valid(row))
+                .map(|a| a.value(row).as_bytes())
+            else {
+                return false;
+            };
+            // in order: a key's children come after it in the text; the leftmost match of
+            // each needle after the previous one finds a chain whenever one exists
+            let mut at = 0;
+            let found = needles.iter().all(|n| match n.find(&text[at..]) {
+                Some(k) => {
+                    at += k + n.needle().len();
+                    true
+                }
+                None => false,
+            });
+            if found {
                 p.hit[w] |= b;
             }
         }
@@ -1210,7 +1244,7 @@ impl<'b> BatchEval<'b> {
             let theirs = self.values(other, r);
             let mine: Vec<serde_json::Value> = match &leaf.field {
                 FieldRef::Raw(path) => {
-                    if !self.path_may_exist(path, r) {
+                    if !self.path_may_exist(i, path, r) {
                         return false;
                     }
                     let Some(j) = self.raw(r) else { return false };
@@ -1230,7 +1264,7 @@ impl<'b> BatchEval<'b> {
         match &leaf.field {
             FieldRef::Raw(path) => {
                 let m = &leaf.matcher;
-                if !self.path_may_exist(path, r) {
+                if !self.path_may_exist(i, path, r) {
                     return matches!(m, Matcher::Null | Matcher::Exists(false));
                 }
                 match self.raw(r) {
@@ -1250,11 +1284,19 @@ impl<'b> BatchEval<'b> {
                     let Matcher::Cidr(net) = &leaf.matcher else {
                         return false;
                     };
-                    let rows = self.rows;
-                    let cache = self
-                        .ips
-                        .entry(f.clone())
-                        .or_insert_with(|| vec![None; rows]);
+                    let slot = match self.ip_of_leaf[i] {
+                        Some(slot) => slot,
+                        None => {
+                            let n = self.ip_slots.len();
+                            let slot = *self.ip_slots.entry(f.clone()).or_insert(n);
+                            if slot == self.ips.len() {
+                                self.ips.push(vec![None; self.rows]);
+                            }
+                            self.ip_of_leaf[i] = Some(slot);
+                            slot
+                        }
+                    };
+                    let cache = &mut self.ips[slot];
                     let ip = *cache[r].get_or_insert_with(|| {
                         let s = a.as_string::<i32>();
                         s.is_valid(r).then(|| parse_ip(s.value(r))).flatten()
@@ -1473,9 +1515,8 @@ impl<'b> BatchEval<'b> {
     fn raw(&mut self, row: usize) -> Option<&serde_json::Value> {
         if self.raw_json[row].is_none() {
             let v = self
-                .batch
-                .column_by_name("raw")
-                .and_then(|c| c.as_string_opt::<i32>())
+                .raw_col
+                .as_ref()
                 .filter(|a| a.is_valid(row))
                 .and_then(|a| serde_json::from_str(a.value(row)).ok());
             self.raw_json[row] = Some(v);
