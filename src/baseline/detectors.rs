@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::config::{Dimension, Kind};
 use super::identity::{
@@ -67,7 +67,20 @@ fn ua_family(ua: &str) -> &str {
     if f.is_empty() { ua.trim() } else { f }
 }
 
-fn hash_lower(h: &mut Xxh3, s: &str) {
+/// Hashes a value given in parts: each part's one-shot xxh3 seeds the next (a streaming
+/// `Xxh3` costs more to set up than these short values take to hash).
+struct Chain(u64);
+
+impl Chain {
+    fn update(&mut self, b: &[u8]) {
+        self.0 = xxh3_64_with_seed(b, self.0);
+    }
+    fn digest(&self) -> u64 {
+        self.0
+    }
+}
+
+fn hash_lower(h: &mut Chain, s: &str) {
     let mut buf = [0u8; 64];
     for chunk in s.as_bytes().chunks(64) {
         for (i, c) in chunk.iter().enumerate() {
@@ -124,7 +137,7 @@ impl Baselines {
 
     /// (hash, value text when `text`) of a first-seen dimension's value for a row.
     fn dim_value(&self, d: Dimension, ev: &Ev<'_>, text: bool) -> Option<(u64, String)> {
-        let mut h = Xxh3::with_seed(d as u64 + 1);
+        let mut h = Chain(d as u64 + 1);
         let mut out = String::new();
         match d {
             Dimension::SecretPath => {
@@ -1174,11 +1187,14 @@ impl Baselines {
         let (learning_us, min_count) = (oc.learning_us, oc.min_count);
         let hour_abs = ev.time.div_euclid(US_PER_HOUR) as u32;
         let h = (ev.time.rem_euclid(US_PER_DAY) / US_PER_HOUR) as usize;
-        let in_window = self.in_deploy_window(ev.time);
-        let id = self.slots[idx].as_mut().expect("live identity");
-        if !oc.classes.contains(id.class) {
+        if !oc
+            .classes
+            .contains(self.slots[idx].as_ref().expect("live identity").class)
+        {
             return;
         }
+        let in_window = self.in_deploy_window(ev.time);
+        let id = self.slots[idx].as_mut().expect("live identity");
         let learned = id.learned(ev.time, learning_us, min_days);
         let hours = id.hours.get_or_insert_with(Default::default);
         let row = &mut hours[kind as usize];

@@ -18,7 +18,8 @@ use super::stats::{Ew, Seasonal};
 use super::{Baselines, Held, Pending, Stats};
 
 const MAGIC: &[u8; 4] = b"AWBL";
-pub const VERSION: u32 = 1;
+/// 2: first-seen values hashed part by part (one-shot xxh3 chained).
+pub const VERSION: u32 = 2;
 
 /// Why a snapshot could not be restored. `Layout` is the operator's (the detectors file
 /// changed a window or network setting: rebuild the baselines); the others mean a
