@@ -766,11 +766,9 @@ impl Baselines {
         };
         let w = ev.time.div_euclid(vc.window_us);
         let learned = id.learned(ev.time, vc.learning_us, min_days);
-        let vol = id.volume.get_or_insert_with(|| {
-            Box::new(Volume {
-                win: w,
-                ..Default::default()
-            })
+        let vol = id.volume.get_or_insert_with(|| Volume {
+            win: w,
+            ..Default::default()
         });
         if w < vol.win {
             return; // late: that window is closed
@@ -969,11 +967,9 @@ impl Baselines {
         let id = self.slots[idx].as_mut().expect("live identity");
         let w = ev.time.div_euclid(window_us);
         let learned = id.learned(ev.time, learning_us, min_days);
-        let c = id.breadth.get_or_insert_with(|| {
-            Box::new(Counter {
-                win: w,
-                ..Default::default()
-            })
+        let c = id.breadth.get_or_insert_with(|| Counter {
+            win: w,
+            ..Default::default()
         });
         if w < c.win {
             return;

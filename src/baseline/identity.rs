@@ -325,7 +325,9 @@ pub const MAX_SUSPECTS: usize = 32;
 /// Volume state: the seasonal table plus the open window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Volume {
-    pub seasonal: Seasonal,
+    /// Touched only when a window closes or a gate is computed: boxed, while the
+    /// counters every read updates stay inline in the identity.
+    pub seasonal: Box<Seasonal>,
     /// Open window index (window start / length), or `i64::MIN` before the first read.
     pub win: i64,
     pub count: u32,
@@ -448,11 +450,12 @@ pub struct Identity {
     pub cluster_loops: u16,
     pub rollouts: u16,
     pub novelty: Novelty,
-    pub volume: Option<Box<Volume>>,
-    pub breadth: Option<Box<Counter>>,
+    // the per-read state is inline (one identity, few cache lines); rarer state is boxed
+    pub volume: Option<Volume>,
+    pub breadth: Option<Counter>,
     pub denied: Option<Box<Counter>>,
     /// Off-hours: per kind, per hour of day, distinct hours with that activity.
-    pub hours: Option<Box<[[u8; 24]; Kind::COUNT]>>,
+    pub hours: Option<[[u8; 24]; Kind::COUNT]>,
     /// Per kind, the absolute hour last counted; and the hour of the last off-hours alert.
     pub hours_last: [u32; Kind::COUNT],
     pub off_alerted: u32,
@@ -499,18 +502,20 @@ impl Identity {
         let mut n = std::mem::size_of::<Identity>() + self.actor.len();
         n += self.novelty.items.capacity() * 8;
         if self.volume.is_some() {
-            n += std::mem::size_of::<Volume>();
+            n += std::mem::size_of::<Seasonal>();
         }
-        for c in [&self.breadth, &self.denied].into_iter().flatten() {
+        if self.denied.is_some() {
             n += std::mem::size_of::<Counter>();
+        }
+        for c in [self.breadth.as_ref(), self.denied.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             n += match &c.distinct {
                 Some(Distinct::Exact(v)) => v.capacity() * 4,
                 Some(Distinct::Hll(_)) => 64,
                 None => 0,
             };
-        }
-        if self.hours.is_some() {
-            n += 24 * Kind::COUNT;
         }
         if self.evidence.is_some() {
             n += std::mem::size_of::<Evidence>();

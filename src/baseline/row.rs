@@ -144,7 +144,6 @@ impl Cols {
         let s = |i| self.str(i, r);
         Ev {
             time: self.time(r),
-            row_key: self.row_key(r),
             source: Src::parse(s(0).unwrap_or("")),
             source_str: s(0).unwrap_or(""),
             actor: s(1).unwrap_or(""),
@@ -200,7 +199,6 @@ fn to_type(c: &ArrayRef, t: &DataType) -> Option<ArrayRef> {
 #[derive(Clone, Copy)]
 pub struct Ev<'a> {
     pub time: i64,
-    pub row_key: u64,
     pub source: Src,
     pub source_str: &'a str,
     pub actor: &'a str,

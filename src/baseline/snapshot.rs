@@ -149,7 +149,7 @@ fn get_ew(r: &mut Rd<'_>) -> R<Ew> {
     })
 }
 
-fn put_counter(w: &mut W, c: &Option<Box<Counter>>) {
+fn put_counter(w: &mut W, c: Option<&Counter>) {
     let Some(c) = c else {
         w.u8(0);
         return;
@@ -177,7 +177,7 @@ fn put_counter(w: &mut W, c: &Option<Box<Counter>>) {
     }
 }
 
-fn get_counter(r: &mut Rd<'_>) -> R<Option<Box<Counter>>> {
+fn get_counter(r: &mut Rd<'_>) -> R<Option<Counter>> {
     if !r.bool()? {
         return Ok(None);
     }
@@ -194,7 +194,7 @@ fn get_counter(r: &mut Rd<'_>) -> R<Option<Box<Counter>>> {
         2 => Some(Distinct::Hll(Box::new(r.arr()?))),
         _ => return Err(SnapshotError::Corrupt("distinct tag")),
     };
-    Ok(Some(Box::new(Counter {
+    Ok(Some(Counter {
         base,
         win,
         count,
@@ -202,7 +202,7 @@ fn get_counter(r: &mut Rd<'_>) -> R<Option<Box<Counter>>> {
         thr,
         fired,
         distinct,
-    })))
+    }))
 }
 
 fn put_identity(w: &mut W, id: &Identity) {
@@ -254,8 +254,8 @@ fn put_identity(w: &mut W, id: &Identity) {
             w.u8(v.silent as u8);
         }
     }
-    put_counter(w, &id.breadth);
-    put_counter(w, &id.denied);
+    put_counter(w, id.breadth.as_ref());
+    put_counter(w, id.denied.as_deref());
     match &id.hours {
         None => w.u8(0),
         Some(h) => {
@@ -326,8 +326,8 @@ fn get_identity(r: &mut Rd<'_>) -> R<Identity> {
             *x = r.u16()?;
         }
         s.n = r.arr()?;
-        Some(Box::new(Volume {
-            seasonal: s,
+        Some(Volume {
+            seasonal: Box::new(s),
             win: r.i64()?,
             count: r.u32()?,
             all: r.u32()?,
@@ -335,14 +335,14 @@ fn get_identity(r: &mut Rd<'_>) -> R<Identity> {
             thr: r.u32()?,
             fired: r.bool()?,
             silent: r.bool()?,
-        }))
+        })
     } else {
         None
     };
     let breadth = get_counter(r)?;
-    let denied = get_counter(r)?;
+    let denied = get_counter(r)?.map(Box::new);
     let hours = if r.bool()? {
-        let mut h = Box::new([[0u8; 24]; 3]);
+        let mut h = [[0u8; 24]; 3];
         for row in h.iter_mut() {
             *row = r.arr()?;
         }
