@@ -1172,11 +1172,10 @@ impl<'b> BatchEval<'b> {
         out
     }
 
-    /// False when the raw text of `row` lacks one of the keys of `path`, so the path
-    /// cannot resolve and the JSON need not be parsed. Every key on the way appears
-    /// literally in the text (audit writers do not escape key names): the first as `"key`,
-    /// the last as `key"`, the others anywhere (they may sit inside a dotted key such as
-    /// `authorization.k8s.io/decision`). Cached per path and row.
+    /// False when the raw text of `row` cannot hold `path`, so the JSON need not be
+    /// parsed: every segment of the path must appear, in order, as (part of) an object key
+    /// (see [`find_key_segment`]; audit writers do not escape key names). Cached per path
+    /// and row.
     fn path_may_exist(&mut self, leaf: usize, path: &str, row: usize) -> bool {
         let slot = match self.probe_of_leaf[leaf] {
             Some(slot) => slot,
@@ -1184,24 +1183,17 @@ impl<'b> BatchEval<'b> {
                 let slot = match self.probe_ids.get(path) {
                     Some(&slot) => slot,
                     None => {
-                        let segs: Vec<&str> = path.split('.').collect();
-                        let needles = segs
-                            .iter()
-                            .enumerate()
-                            .map(|(k, seg)| {
-                                let mut n = String::new();
-                                if k == 0 {
-                                    n.push('"');
-                                }
-                                n.push_str(seg);
-                                if k == segs.len() - 1 {
-                                    n.push('"');
-                                }
-                                memchr::memmem::Finder::new(n.as_bytes()).into_owned()
-                            })
-                            .collect();
+                        // an empty segment (`a..b`) disables the probe
+                        let needles = if path.split('.').any(str::is_empty) {
+                            vec![]
+                        } else {
+                            path.split('.')
+                                .map(|seg| memchr::memmem::Finder::new(seg.as_bytes()).into_owned())
+                                .collect()
+                        };
                         self.probes.push((needles, Partial::new(self.rows)));
-                        self.probe_ids.insert(path.to_string(), self.probes.len() - 1);
+                        self.probe_ids
+                            .insert(path.to_string(), self.probes.len() - 1);
                         self.probes.len() - 1
                     }
                 };
@@ -1221,17 +1213,7 @@ impl<'b> BatchEval<'b> {
             else {
                 return false;
             };
-            // in order: a key's children come after it in the text; the leftmost match of
-            // each needle after the previous one finds a chain whenever one exists
-            let mut at = 0;
-            let found = needles.iter().all(|n| match n.find(&text[at..]) {
-                Some(k) => {
-                    at += k + n.needle().len();
-                    true
-                }
-                None => false,
-            });
-            if found {
+            if keys_in_order(text, needles) {
                 p.hit[w] |= b;
             }
         }
@@ -1705,6 +1687,60 @@ fn build_index(a: &StringArray, cased: bool) -> HashMap<Box<str>, Vec<u32>> {
     idx
 }
 
+/// Whether the segments of a path can all be found, in order, as object keys of `text`:
+/// a key's children come after it, and the leftmost match of each segment after the
+/// previous one finds such a chain whenever one exists.
+fn keys_in_order(text: &[u8], segments: &[memchr::memmem::Finder<'_>]) -> bool {
+    let mut at = 0;
+    segments
+        .iter()
+        .enumerate()
+        .all(|(k, n)| match find_key_segment(text, at, n, k == 0) {
+            Some(end) => {
+                at = end;
+                true
+            }
+            None => false,
+        })
+}
+
+/// Where the first occurrence, at or after `from`, of `seg` as (part of) an object key
+/// ends: preceded by `"` (or by `.` inside a dotted key such as
+/// `authorization.k8s.io/decision`, except for the path's first segment, which starts a
+/// top-level key), and followed by `.` (more of a dotted key) or by `"` and, after optional
+/// whitespace, `:`. A string value is never followed by `:`, and quotes inside strings are
+/// escaped, so every key segment on a resolvable path is found.
+fn find_key_segment(
+    text: &[u8],
+    from: usize,
+    seg: &memchr::memmem::Finder<'_>,
+    first: bool,
+) -> Option<usize> {
+    let len = seg.needle().len();
+    let mut at = from;
+    while let Some(k) = seg.find(&text[at..]) {
+        let start = at + k;
+        let end = start + len;
+        at = start + 1;
+        let before = start.checked_sub(1).map(|i| text[i]);
+        if !(before == Some(b'"') || (!first && before == Some(b'.'))) {
+            continue;
+        }
+        match text.get(end) {
+            Some(b'.') => return Some(end),
+            Some(b'"') => {
+                let rest = &text[end + 1..];
+                let colon = rest.iter().find(|b| !b.is_ascii_whitespace());
+                if colon == Some(&b':') {
+                    return Some(end);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Value → rows of a list column (a row once per value).
 fn build_list_index(
     offsets: &[i32],
@@ -1910,6 +1946,53 @@ mod tests {
         );
         assert_eq!(out.len(), 2);
         assert!(match_json(&Matcher::Bool(true), &out, None));
+    }
+
+    #[test]
+    fn the_key_probe_never_misses_a_resolvable_path() {
+        let docs = [
+            r#"{"type":"response","auth":{"token_ttl":3600},"response":{"mount_type":"kv"}}"#,
+            r#"{"type":"response","response":{"auth":{"token_ttl":2764801,"policies":["root"]}}}"#,
+            r#"{ "annotations" : { "authorization.k8s.io/decision" : "forbid" } }"#,
+            r#"{"responseStatus":{"code":403},"response.auth":{"token_ttl":1}}"#,
+            r#"{"requestObject":{"spec":{"containers":[{"name":"a"},{"securityContext":{"privileged":true}}]}}}"#,
+            r#"{"msg":"\"response\": {\"auth\": 1}","x":{"response":{"auth":{"token_ttl":5}}}}"#,
+            r#"{"a.b":{"c":1},"a":{"b.c":2}}"#,
+        ];
+        let paths = [
+            "response.auth.token_ttl",
+            "response.auth.policies",
+            "auth.token_ttl",
+            "annotations.authorization.k8s.io/decision",
+            "responseStatus.code",
+            "requestObject.spec.containers.securityContext.privileged",
+            "requestObject.spec.containers.name",
+            "a.b.c",
+            "x.response.auth.token_ttl",
+        ];
+        let mut skipped = 0;
+        for d in docs {
+            let v: serde_json::Value = serde_json::from_str(d).unwrap();
+            for p in paths {
+                let mut found = vec![];
+                resolve_path(&v, p, &mut found);
+                let needles: Vec<_> = p
+                    .split('.')
+                    .map(|s| memchr::memmem::Finder::new(s.as_bytes()))
+                    .collect();
+                let probe = keys_in_order(d.as_bytes(), &needles);
+                assert!(probe || found.is_empty(), "{p} in {d}");
+                skipped += usize::from(!probe);
+            }
+        }
+        // and it does skip: `response.auth.*` where only `auth` and the value "response" exist
+        let first = docs[0].as_bytes();
+        let n: Vec<_> = ["response", "auth", "token_ttl"]
+            .iter()
+            .map(|s| memchr::memmem::Finder::new(s.as_bytes()))
+            .collect();
+        assert!(!keys_in_order(first, &n));
+        assert!(skipped > 30, "{skipped}");
     }
 
     #[test]
