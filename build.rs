@@ -30,10 +30,13 @@ fn main() {
     );
     for f in files {
         let rel = f.strip_prefix(&root).expect("under the manifest dir");
+        // the text itself, not `include_str!` of an absolute path: a build reused from
+        // another checkout (a shared target directory) must not point into that checkout
+        let text = std::fs::read_to_string(&f).expect("rule file is UTF-8");
         src.push_str(&format!(
-            "    ({:?}, include_str!({:?})),\n",
+            "    ({:?}, {:?}),\n",
             rel.display().to_string(),
-            f.display().to_string()
+            text
         ));
     }
     src.push_str("];\n");

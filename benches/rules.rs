@@ -344,7 +344,11 @@ fn rate(f: impl Fn(), n: usize) -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let pack_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let pack_dir = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+    )
+    .join("rules");
     let pack = RuleSet::load(&[pack_dir], &FieldMap::builtin());
     assert_eq!(pack.dropped, 0, "the rule pack loads");
     let b = batch();

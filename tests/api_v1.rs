@@ -128,7 +128,11 @@ fn fixture() -> &'static Fixture {
         let canary = tmp.path().join("canary.jsonl");
         std::fs::write(&canary, canary_events()).unwrap();
         let data = tmp.path().join("store");
-        let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+        let rules = &format!(
+            "{}/rules",
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+        );
         let (k8s, vault) = (gen_dir.join("kubernetes"), gen_dir.join("vault"));
         let data_s = data.display().to_string();
         let args = [

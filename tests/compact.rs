@@ -268,7 +268,7 @@ fn merge_keeps_rows_and_keys_per_partition_sorts_and_writes_indexes() {
         }
         // the filter answers: a stored actor is there, an unknown one is not
         let file = std::fs::File::open(f).unwrap();
-        let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
         let actor_idx = builder
             .parquet_schema()
             .columns()

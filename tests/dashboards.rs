@@ -41,7 +41,11 @@ const MAY_BE_ABSENT: &[(&str, &str)] = &[
 ];
 
 fn dashboards() -> BTreeMap<String, Value> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let dir = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+    )
+    .join("dashboards");
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();

@@ -329,7 +329,13 @@ async fn rules_alerts_reach_the_sinks_and_replays_add_none() {
     let sink_file = dir.path().join("alerts.jsonl");
     let mk = |group: &str| {
         let mut c = config(&bootstrap, &data, group, "");
-        c.rules = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")];
+        c.rules = vec![
+            std::path::PathBuf::from(
+                std::env::var("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+            )
+            .join("rules"),
+        ];
         c.sinks = vec![auditwatch::sink::SinkConfig {
             name: "file".into(),
             kind: auditwatch::sink::SinkKind::File,

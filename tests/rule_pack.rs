@@ -8,7 +8,11 @@ use auditwatch::detect::fields::FieldMap;
 use auditwatch::detect::{RuleSet, tooling};
 
 fn pack() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+    )
+    .join("rules")
 }
 
 #[test]

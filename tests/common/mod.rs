@@ -14,7 +14,13 @@ use serde_json::Value;
 pub fn conformance_dir(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("AUDITWATCH_CONFORMANCE_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+        .unwrap_or_else(|| {
+            PathBuf::from(
+                std::env::var("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+            )
+            .join("../shared/data")
+        });
     if dir.join("SOURCES.md").exists() {
         Some(dir)
     } else {
