@@ -603,13 +603,31 @@ impl Engine {
                 .clone()
         });
         let time_at = |r: usize| times.as_ref().map_or(0, |t| t.value(r));
-        let col_text = |name: &str, r: usize| -> Option<String> {
-            let a = batch.column_by_name(name)?.as_string_opt::<i32>()?;
-            a.is_valid(r).then(|| a.value(r).to_string())
+        let text_col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .cloned()
+        };
+        let (ids_col, actor_col, path_col, source_col) = (
+            text_col("event_id"),
+            text_col("actor"),
+            text_col("resource_path"),
+            text_col("source"),
+        );
+        let row_keys = batch.column_by_name("row_key").map(|c| {
+            c.as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+                .clone()
+        });
+        let col_text = |a: &Option<datafusion::arrow::array::StringArray>, r: usize| {
+            a.as_ref()
+                .filter(|a| a.is_valid(r))
+                .map(|a| a.value(r).to_string())
         };
         let mut alerts = Vec::new();
-        // (row, correlation, input, signal)
-        let mut signals: Vec<(usize, usize, usize, Signal)> = Vec::new();
+        // per correlation: (time, row, input, signal)
+        let mut signals: Vec<Vec<(i64, usize, usize, Signal)>> =
+            (0..rs.correlations.len()).map(|_| Vec::new()).collect();
         for r in rs.rules.iter() {
             let cand = masks.get(r.sources);
             if cand.count_set_bits() == 0 {
@@ -619,9 +637,9 @@ impl Engine {
             for row in hits.set_indices() {
                 let time = time_at(row);
                 self.watermark = self.watermark.max(time);
-                let event_id = col_text("event_id", row).unwrap_or_default();
-                let actor = col_text("actor", row).filter(|a| !a.is_empty());
-                let resource = col_text("resource_path", row);
+                let event_id = col_text(&ids_col, row).unwrap_or_default();
+                let actor = col_text(&actor_col, row).filter(|a| !a.is_empty());
+                let resource = col_text(&path_col, row);
                 // suppression holds back the alert only; the match still feeds correlations
                 let suppressed = r.standalone && {
                     let key: Vec<String> = r
@@ -645,13 +663,9 @@ impl Engine {
                             },
                         );
                     }
-                    let row_key = batch
-                        .column_by_name("row_key")
-                        .map(|c| {
-                            c.as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
-                                .value(row)
-                                .to_string()
-                        })
+                    let row_key = row_keys
+                        .as_ref()
+                        .map(|k| k.value(row).to_string())
                         .unwrap_or_else(|| event_id.clone());
                     alerts.push(Alert {
                         id: alert::alert_id(&[&r.meta.id, &row_key]),
@@ -661,7 +675,7 @@ impl Engine {
                         severity: r.meta.level.unwrap_or(Level::Medium),
                         detector: "sigma".into(),
                         actor: actor.clone(),
-                        source: col_text("source", row),
+                        source: col_text(&source_col, row),
                         resources: resource.clone().into_iter().collect(),
                         window_start: time,
                         window_end: time,
@@ -683,9 +697,9 @@ impl Engine {
                     // events without the group-by fields do not correlate
                     let Some(group) = group else { continue };
                     let value = c.value_fields[pos].as_ref().and_then(|f| ev.text(f, row));
-                    signals.push((
+                    signals[ci].push((
+                        time,
                         row,
-                        ci,
                         pos,
                         Signal {
                             time,
@@ -702,21 +716,15 @@ impl Engine {
         // correlations, in dependency order; within one, in event-time order (rows of a
         // batch need not be time-ordered, and a chained correlation's firing must interleave
         // with the rule matches it is ordered against), ties in row order
-        signals.sort_by_key(|(row, ci, _, s)| (*ci, s.time, *row));
-        let mut chained: Vec<(usize, usize, Signal)> = Vec::new();
+        let mut chained: Vec<Vec<(usize, Signal)>> =
+            (0..rs.correlations.len()).map(|_| Vec::new()).collect();
         for ci in 0..rs.correlations.len() {
             let c = &rs.correlations[ci];
-            let mut inputs: Vec<(usize, Signal)> = signals
-                .iter()
-                .filter(|(_, i, _, _)| *i == ci)
-                .map(|(_, _, p, s)| (*p, s.clone()))
-                .collect();
-            inputs.extend(
-                chained
-                    .iter()
-                    .filter(|(i, _, _)| *i == ci)
-                    .map(|(_, p, s)| (*p, s.clone())),
-            );
+            let mut own = std::mem::take(&mut signals[ci]);
+            own.sort_by_key(|(t, row, _, _)| (*t, *row));
+            let mut inputs: Vec<(usize, Signal)> =
+                own.into_iter().map(|(_, _, p, s)| (p, s)).collect();
+            inputs.append(&mut chained[ci]);
             // stable: rule matches before a chained firing of the same instant
             inputs.sort_by_key(|(_, s)| s.time);
             for (pos, s) in inputs {
@@ -735,8 +743,7 @@ impl Engine {
                             })
                             .collect();
                         if let Some(group) = group {
-                            chained.push((
-                                next,
+                            chained[next].push((
                                 npos,
                                 Signal {
                                     group,
@@ -776,23 +783,27 @@ impl Engine {
 
     fn feed(&mut self, c: &CompiledCorrelation, pos: usize, s: Signal) -> Option<Fired> {
         let limits = self.limits;
-        let state = self.corr.entry(c.meta.id.clone()).or_default();
-        if state.groups.len() >= limits.max_groups_per_correlation
-            && !state.groups.contains_key(&s.group)
-        {
-            // evict the group idle longest
-            if let Some(k) = state
-                .groups
-                .iter()
-                .min_by_key(|(_, g)| g.last_time)
-                .map(|(k, _)| k.clone())
-            {
-                state.groups.remove(&k);
-            }
+        if !self.corr.contains_key(&c.meta.id) {
+            self.corr.insert(c.meta.id.clone(), CorrState::default());
         }
-        let g = state.groups.entry(s.group.clone()).or_default();
+        let state = self.corr.get_mut(&c.meta.id)?;
+        if !state.groups.contains_key(&s.group) {
+            if state.groups.len() >= limits.max_groups_per_correlation {
+                // evict the group idle longest
+                if let Some(k) = state
+                    .groups
+                    .iter()
+                    .min_by_key(|(_, g)| g.last_time)
+                    .map(|(k, _)| k.clone())
+                {
+                    state.groups.remove(&k);
+                }
+            }
+            state.groups.insert(s.group.clone(), Group::default());
+        }
+        let g = state.groups.get_mut(&s.group)?;
         g.last_time = g.last_time.max(s.time);
-        if s.actor.is_some() {
+        if s.actor.is_some() && g.actor != s.actor {
             g.actor = s.actor.clone();
         }
         for r in &s.resources {
@@ -810,7 +821,12 @@ impl Engine {
                 for id in &s.event_ids {
                     g.window.push_back((s.time, s.value.clone(), id.clone()));
                     if let Some(v) = &s.value {
-                        *g.values.entry(v.clone()).or_default() += 1;
+                        match g.values.get_mut(v) {
+                            Some(n) => *n += 1,
+                            None => {
+                                g.values.insert(v.clone(), 1);
+                            }
+                        }
                     }
                 }
                 while g.window.front().is_some_and(|(t, _, _)| *t < horizon)
