@@ -55,6 +55,9 @@ enum Command {
         /// Do not show a progress bar on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Rows per batch (each batch becomes one file per hour partition it touches).
+        #[arg(long, default_value_t = BatchLimits::default().max_rows)]
+        batch_rows: usize,
         /// Sigma rule files or directories to run on every batch (repeatable); alerts go
         /// to the `alerts` table.
         #[arg(long = "rules")]
@@ -319,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_event_bytes,
             all_stages,
             no_progress,
+            batch_rows,
             rules,
             baselines,
             detectors,
@@ -345,7 +349,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 format,
                 data_dir: data.data_dir,
                 decode,
-                limits: BatchLimits::default(),
+                limits: BatchLimits {
+                    max_rows: batch_rows.max(1),
+                    ..Default::default()
+                },
                 progress: !no_progress,
                 rules,
                 baselines,

@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{TimestampMicrosecondType, UInt64Type};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -112,14 +112,22 @@ impl Store {
             .column(idx("row_key")?)
             .as_primitive::<UInt64Type>()
             .clone();
-        // group row indices by partition
-        let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
+        let actor = batch.column(idx("actor")?).as_string::<i32>().clone();
+        // group row indices by partition: (source, hour since the epoch), the path is
+        // formatted once per group
+        let mut groups: HashMap<(&str, i64), Vec<u32>> = HashMap::new();
         for i in 0..batch.num_rows() {
-            let part = partition_path(source.value(i), time.value(i));
-            groups.entry(part).or_default().push(i as u32);
+            let hour = time.value(i).div_euclid(3_600_000_000);
+            groups
+                .entry((source.value(i), hour))
+                .or_default()
+                .push(i as u32);
         }
         let mut stats = AppendStats::default();
-        let mut parts: Vec<_> = groups.into_iter().collect();
+        let mut parts: Vec<(String, Vec<u32>)> = groups
+            .into_iter()
+            .map(|((src, hour), rows)| (partition_path(src, hour * 3_600_000_000), rows))
+            .collect();
         parts.sort_by(|a, b| a.0.cmp(&b.0));
         for (part, rows) in parts {
             let known = self.partition_keys(&part).await?;
@@ -134,8 +142,13 @@ impl Store {
             if keep.is_empty() {
                 continue;
             }
+            // files are sorted by (actor, time): order the row indices, then one `take`
+            keep.sort_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                let key = |r: usize| (actor.is_valid(r).then(|| actor.value(r)), time.value(r));
+                key(a).cmp(&key(b)).then(a.cmp(&b))
+            });
             let sub = take_record_batch(batch, &UInt32Array::from(keep))?;
-            let sub = sort_by(&sub, &["actor", "time"])?;
             let path = ObjPath::from(format!("{part}/{}", file_name()));
             if let Err(e) = self
                 .put_parquet(&path, &sub, &["actor", "resource_path"])
@@ -238,7 +251,9 @@ impl Store {
 
     async fn put_parquet(&self, path: &ObjPath, batch: &RecordBatch, bloom: &[&str]) -> Result<()> {
         let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            // level 1 on the ingest path (about twice as fast as 3, files ~10% larger);
+            // `compact` rewrites them at level 3
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(128 * 1024));
         for c in bloom {
@@ -369,19 +384,76 @@ pub fn partition_path(source: &str, time_us: i64) -> String {
     )
 }
 
-fn sort_by(batch: &RecordBatch, cols: &[&str]) -> Result<RecordBatch> {
-    let sort: Vec<SortColumn> = cols
-        .iter()
-        .map(|c| {
-            Ok(SortColumn {
-                values: batch.column(batch.schema().index_of(c)?).clone(),
-                options: None,
-            })
-        })
-        .collect::<Result<_>>()?;
-    let idx = lexsort_to_indices(&sort, None)?;
-    if idx.values().iter().enumerate().all(|(i, &v)| i as u32 == v) {
-        return Ok(batch.clone());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Format;
+
+    fn event(i: usize, user: &str, hour: u32, sec: u32) -> String {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/ns/secrets/s{i}","verb":"get","user":{{"username":"{user}"}},"objectRef":{{"resource":"secrets","namespace":"ns","name":"s{i}","apiVersion":"v1"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"2026-11-20T{hour:02}:00:{sec:02}.000000Z"}}"#
+        )
     }
-    Ok(take_record_batch(batch, &idx)?)
+
+    /// Rows land in their hour's partition, each file sorted by (actor, time), and a
+    /// replay adds nothing.
+    #[tokio::test]
+    async fn files_are_partitioned_by_hour_and_sorted_by_actor_then_time() {
+        let users = ["zed", "amy", "bob", "amy", "zed", "bob", "amy", "carl"];
+        let mut lines = String::new();
+        for i in 0..64 {
+            let (u, h, s) = (
+                users[i % users.len()],
+                10 + (i % 3) as u32,
+                (59 - i % 60) as u32,
+            );
+            lines.push_str(&event(i, u, h, s));
+            lines.push('\n');
+        }
+        let (batch, _) =
+            crate::detect::tooling::decode_to_batch(lines.as_bytes(), Format::Kubernetes);
+        let batch = batch.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_local(dir.path()).unwrap();
+        let s = store.append_events(&batch).await.unwrap();
+        assert_eq!((s.written, s.files, s.duplicates), (64, 3, 0));
+        let mut seen = 0;
+        for hour in ["10", "11", "12"] {
+            let d = dir.path().join(format!(
+                "events/source=kubernetes/date=2026-11-20/hour={hour}"
+            ));
+            let files: Vec<_> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(files.len(), 1, "{hour}");
+            let f = std::fs::File::open(&files[0]).unwrap();
+            let rows: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect();
+            let mut keys = Vec::new();
+            for b in &rows {
+                let a = b.column_by_name("actor").unwrap().as_string::<i32>();
+                let t = b
+                    .column_by_name("time")
+                    .unwrap()
+                    .as_primitive::<TimestampMicrosecondType>();
+                for r in 0..b.num_rows() {
+                    let h = chrono::DateTime::from_timestamp_micros(t.value(r)).unwrap();
+                    assert_eq!(h.format("%H").to_string(), hour);
+                    keys.push((a.value(r).to_string(), t.value(r)));
+                }
+            }
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(keys, sorted, "hour {hour} sorted by (actor, time)");
+            seen += keys.len();
+        }
+        assert_eq!(seen, 64);
+        let again = store.append_events(&batch).await.unwrap();
+        assert_eq!((again.written, again.duplicates), (0, 64));
+    }
 }
