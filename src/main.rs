@@ -229,8 +229,11 @@ enum BenchCmd {
         /// Broker (default: an in-process mock cluster).
         #[arg(long)]
         bootstrap: Option<String>,
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 100_000)]
         messages: usize,
+        /// Partitions per topic of the mock cluster (it keeps ~5 MB per partition).
+        #[arg(long, default_value_t = 48)]
+        partitions: i32,
     },
     /// Produce at a fixed rate; p50/p99 from Kafka timestamp to stored with alerts.
     Latency {
@@ -504,9 +507,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     BenchCmd::Kafka {
                         bootstrap,
                         messages,
+                        partitions,
                     } => serde_json::to_string_pretty(
-                        &loadtest::bench_kafka(bootstrap.as_deref(), messages, rules, &work)
-                            .await?,
+                        &loadtest::bench_kafka(
+                            bootstrap.as_deref(),
+                            messages,
+                            partitions,
+                            rules,
+                            &work,
+                        )
+                        .await?,
                     )?,
                     BenchCmd::Latency {
                         bootstrap,

@@ -10,7 +10,8 @@
 //!   (so a restart reads it again and pairs it properly).
 //! - Partition revoked: the writer is drained, stored offsets are committed synchronously,
 //!   and rows of the revoked partitions that were not yet handed to the writer are dropped
-//!   (their offsets were never stored, so the next owner reads them again).
+//!   from the open batch (their offsets were never stored, so the next owner reads them
+//!   again; we never write them after that owner may have).
 //! - Shutdown: every open batch is written, offsets stored, then committed synchronously.
 //! - Replays after a crash are dropped by the store's row keys.
 //!
@@ -18,7 +19,10 @@
 //! dead-letter topic is configured, are produced there (scrubbed like quarantined bytes)
 //! with the reason and their origin in headers.
 //!
-//! Memory is bounded: one open batch per partition (closed on rows, bytes or linger), a
+//! Batches are per topic (one format), across its partitions: a job stores the offsets of
+//! every partition it holds rows of, so many partitions do not mean many small files.
+//!
+//! Memory is bounded: one open batch per topic (closed on rows, bytes or linger), a
 //! bounded queue to the writer, and librdkafka's own `queued.max.messages.kbytes`.
 
 use std::collections::HashMap;
@@ -233,6 +237,7 @@ fn kafka_err(e: KafkaError) -> Error {
 
 /// A malformed message on its way to the dead-letter topic.
 struct DeadLetter {
+    partition: i32,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     reason: String,
@@ -240,17 +245,31 @@ struct DeadLetter {
     offset: i64,
 }
 
-/// One partition's open batch and decoder.
+/// One partition's decoder and position.
 struct PartState {
     decoder: Decoder,
-    batcher: Batcher,
-    dead: Vec<DeadLetter>,
     /// Next offset to read (last seen + 1).
     next_offset: i64,
     /// The offset the last job will store.
     sent_to: i64,
+}
+
+/// One topic's open batch (rows of any of its partitions).
+struct TopicBatch {
+    batcher: Batcher,
+    dead: Vec<DeadLetter>,
     /// Kafka timestamps (ms) of the messages in the open batch, for produce→stored latency.
     msg_times: Vec<i64>,
+}
+
+impl TopicBatch {
+    fn new(limits: BatchLimits) -> TopicBatch {
+        TopicBatch {
+            batcher: Batcher::new(limits),
+            dead: Vec::new(),
+            msg_times: Vec::new(),
+        }
+    }
 }
 
 /// Collects rows into the batcher and dead letters aside.
@@ -273,6 +292,7 @@ impl Output for KafkaOut<'_> {
         metrics().quarantined.with_label_values(&[r.format]).inc();
         if self.dlq {
             self.dead.push(DeadLetter {
+                partition: prov.kafka_partition.unwrap_or(-1),
                 key: self.key.map(<[u8]>::to_vec),
                 payload: scrub_lenient(bytes).0,
                 reason: r.reason.clone(),
@@ -290,10 +310,11 @@ impl Output for KafkaOut<'_> {
 /// Work for the writer task.
 enum Job {
     Write {
-        tp: Tp,
+        topic: String,
         closed: Closed,
         dead: Vec<DeadLetter>,
-        commit_to: i64,
+        /// Per partition, the offset to store once the job is durable.
+        commits: Vec<(i32, i64)>,
         msg_times: Vec<i64>,
     },
     /// Partitions were assigned: other instances may have written, reload dedup keys.
@@ -365,6 +386,12 @@ pub async fn run(
         cfg.snapshot_interval,
     ));
     let mut parts: HashMap<Tp, PartState> = HashMap::new();
+    let mut batches: HashMap<String, TopicBatch> = cfg
+        .kafka
+        .topics
+        .iter()
+        .map(|t| (t.name.clone(), TopicBatch::new(limits)))
+        .collect();
     let mut stats = RunStats::default();
     let mut tick = tokio::time::interval(
         cfg.linger
@@ -384,27 +411,38 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
+                let mut stop = false;
+                for job in apply_revocations(&shared, &mut parts, &mut batches)? {
+                    if send(job).await.is_err() { stop = true; break; }
+                }
+                if stop { break; }
                 let now_us = chrono::Utc::now().timestamp_micros();
                 let mut pending = 0;
                 for (tp, st) in parts.iter_mut() {
-                    let mut out = KafkaOut { batcher: &mut st.batcher, dead: &mut st.dead, key: None, dlq: false };
+                    let Some(tb) = batches.get_mut(&tp.0) else { continue };
+                    let mut out = KafkaOut { batcher: &mut tb.batcher, dead: &mut tb.dead, key: None, dlq: false };
                     st.decoder.expire(now_us, &mut out);
                     pending += st.decoder.pending();
-                    // close lingering batches; also move offsets past messages that
-                    // produced no row (skipped stages) so lag does not stick
-                    if st.batcher.is_due() || (st.batcher.rows() == 0 && commit_target(st) > st.sent_to) {
-                        let job = close(tp, st)?;
-                        if send(job).await.is_err() { break; }
-                    }
                 }
                 metrics().vault_pending_requests.set(pending as i64);
+                // close lingering batches; also move offsets past messages that produced
+                // no row (skipped stages) so lag does not stick
+                for (topic, tb) in batches.iter_mut() {
+                    let advanced = || parts.iter().any(|(tp, st)| tp.0 == *topic && commit_target(st) > st.sent_to);
+                    if tb.batcher.is_due() || (tb.batcher.rows() == 0 && advanced()) {
+                        let job = close(topic, tb, &mut parts, &[])?;
+                        if send(job).await.is_err() { stop = true; break; }
+                    }
+                }
+                if stop { break; }
             }
             msg = consumer.recv() => {
                 // callbacks ran inside recv(): apply what they recorded
-                let revoked: Vec<Tp> = std::mem::take(&mut *shared.revoked.lock().expect("lock"));
-                for tp in revoked {
-                    parts.remove(&tp);
+                let mut stop = false;
+                for job in apply_revocations(&shared, &mut parts, &mut batches)? {
+                    if send(job).await.is_err() { stop = true; break; }
                 }
+                if stop { break; }
                 if shared.new_assignment.swap(false, Ordering::AcqRel)
                     && send(Job::Invalidate).await.is_err()
                 {
@@ -426,14 +464,12 @@ pub async fn run(
                 metrics().consumed_bytes.with_label_values(&[topic]).inc_by(payload.len() as u64);
                 let st = parts.entry(tp.clone()).or_insert_with(|| PartState {
                     decoder: Decoder::new(formats.get(topic).copied().unwrap_or_default(), decode_opts.clone()),
-                    batcher: Batcher::new(limits),
-                    dead: Vec::new(),
                     next_offset: msg.offset(),
                     sent_to: msg.offset(),
-                    msg_times: Vec::new(),
                 });
+                let tb = batches.entry(topic.to_string()).or_insert_with(|| TopicBatch::new(limits));
                 if let Some(ts) = msg.timestamp().to_millis() {
-                    st.msg_times.push(ts);
+                    tb.msg_times.push(ts);
                 }
                 let prov = Provenance {
                     kafka_topic: Some(topic),
@@ -441,23 +477,23 @@ pub async fn run(
                     kafka_offset: Some(msg.offset()),
                     ..Default::default()
                 };
-                let mut out = KafkaOut { batcher: &mut st.batcher, dead: &mut st.dead, key: msg.key(), dlq: true };
+                let mut out = KafkaOut { batcher: &mut tb.batcher, dead: &mut tb.dead, key: msg.key(), dlq: true };
                 if payload.is_empty() {
                     out.reject(payload, Rejected::new("kafka", "empty message payload"), &prov);
                 } else {
                     st.decoder.decode_record(payload, &prov, &mut out);
                 }
                 st.next_offset = msg.offset() + 1;
-                if st.batcher.is_full() {
-                    let job = close(&tp, st)?;
+                if tb.batcher.is_full() {
+                    let job = close(&tp.0, tb, &mut parts, &[])?;
                     if send(job).await.is_err() { break; }
                 }
             }
         }
     }
     // drain: write every open batch, then commit synchronously
-    for (tp, st) in parts.iter_mut() {
-        let job = close(tp, st)?;
+    for (topic, tb) in batches.iter_mut() {
+        let job = close(topic, tb, &mut parts, &[])?;
         if send(job).await.is_err() {
             break;
         }
@@ -481,19 +517,90 @@ pub async fn run(
     Ok(stats)
 }
 
-/// Closes a partition's batch into a job. The offset to store stops before the oldest Vault
-/// request still waiting for its response.
-fn close(tp: &Tp, st: &mut PartState) -> Result<Job> {
-    let closed = st.batcher.take()?;
-    let commit_to = commit_target(st);
-    st.sent_to = commit_to;
+/// Partitions the consumer callbacks reported revoked: forgotten, and the open batches of
+/// their topics closed at once without their rows (before any message of a later
+/// assignment can join those batches).
+fn apply_revocations(
+    shared: &Shared,
+    parts: &mut HashMap<Tp, PartState>,
+    batches: &mut HashMap<String, TopicBatch>,
+) -> Result<Vec<Job>> {
+    let revoked: Vec<Tp> = std::mem::take(&mut *shared.revoked.lock().expect("lock"));
+    let mut jobs = Vec::new();
+    if revoked.is_empty() {
+        return Ok(jobs);
+    }
+    for tp in &revoked {
+        parts.remove(tp);
+    }
+    let mut topics: Vec<&String> = revoked.iter().map(|(t, _)| t).collect();
+    topics.sort();
+    topics.dedup();
+    for topic in topics {
+        let gone: Vec<i32> = revoked
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, p)| *p)
+            .collect();
+        if let Some(tb) = batches.get_mut(topic) {
+            jobs.push(close(topic, tb, parts, &gone)?);
+        }
+    }
+    Ok(jobs)
+}
+
+/// Closes a topic's batch into a job that stores, for every partition of the topic we
+/// hold, the offset up to which its messages are in this or an earlier job. That offset
+/// stops before the oldest Vault request still waiting for its response. Rows of the
+/// partitions in `gone` (just revoked) are dropped.
+fn close(
+    topic: &str,
+    tb: &mut TopicBatch,
+    parts: &mut HashMap<Tp, PartState>,
+    gone: &[i32],
+) -> Result<Job> {
+    let mut closed = tb.batcher.take()?;
+    let mut dead = std::mem::take(&mut tb.dead);
+    if !gone.is_empty() {
+        closed.events = without_partitions(closed.events, gone)?;
+        closed.quarantine = without_partitions(closed.quarantine, gone)?;
+        dead.retain(|d| !gone.contains(&d.partition));
+    }
+    let mut commits = Vec::new();
+    for (tp, st) in parts.iter_mut().filter(|(tp, _)| tp.0 == topic) {
+        let c = commit_target(st);
+        if c > st.sent_to {
+            st.sent_to = c;
+            commits.push((tp.1, c));
+        }
+    }
     Ok(Job::Write {
-        tp: tp.clone(),
+        topic: topic.to_string(),
         closed,
-        dead: std::mem::take(&mut st.dead),
-        commit_to,
-        msg_times: std::mem::take(&mut st.msg_times),
+        dead,
+        commits,
+        msg_times: std::mem::take(&mut tb.msg_times),
     })
+}
+
+/// The rows of `batch` whose `kafka_partition` is not in `gone`.
+fn without_partitions(
+    batch: Option<datafusion::arrow::array::RecordBatch>,
+    gone: &[i32],
+) -> Result<Option<datafusion::arrow::array::RecordBatch>> {
+    use datafusion::arrow::array::{AsArray, BooleanArray};
+    use datafusion::arrow::datatypes::Int32Type;
+    let Some(b) = batch else { return Ok(None) };
+    let Some(col) = b.column_by_name("kafka_partition") else {
+        return Ok(Some(b));
+    };
+    let keep: BooleanArray = col
+        .as_primitive::<Int32Type>()
+        .iter()
+        .map(|p| Some(p.is_none_or(|p| !gone.contains(&p))))
+        .collect();
+    let out = datafusion::arrow::compute::filter_record_batch(&b, &keep)?;
+    Ok((out.num_rows() > 0).then_some(out))
 }
 
 fn commit_target(st: &PartState) -> i64 {
@@ -586,23 +693,23 @@ async fn handle(
     baselines: Option<&mut super::state::BaselineState>,
     shared: &Shared,
 ) -> Result<()> {
-    let (tp, closed, dead, commit_to, msg_times) = match job {
+    let (topic, closed, dead, commits, msg_times) = match job {
         Job::Invalidate => {
             store.invalidate_keys();
             return Ok(());
         }
         Job::Write {
-            tp,
+            topic,
             closed,
             dead,
-            commit_to,
+            commits,
             msg_times,
-        } => (tp, closed, dead, commit_to, msg_times),
+        } => (topic, closed, dead, commits, msg_times),
     };
     // 1. dead letters acknowledged by the broker (retried until they are)
-    if let Some((topic, producer)) = dlq {
+    if let Some((dlq_topic, producer)) = dlq {
         for d in &dead {
-            let part = tp.1.to_string();
+            let part = d.partition.to_string();
             let offset = d.offset.to_string();
             let headers = OwnedHeaders::new()
                 .insert(Header {
@@ -615,7 +722,7 @@ async fn handle(
                 })
                 .insert(Header {
                     key: "auditwatch.source.topic",
-                    value: Some(tp.0.as_bytes()),
+                    value: Some(topic.as_bytes()),
                 })
                 .insert(Header {
                     key: "auditwatch.source.partition",
@@ -627,7 +734,7 @@ async fn handle(
                 });
             let mut backoff = Duration::from_millis(100);
             loop {
-                let mut rec = FutureRecord::to(topic)
+                let mut rec = FutureRecord::to(dlq_topic)
                     .payload(&d.payload)
                     .headers(headers.clone());
                 if let Some(k) = &d.key {
@@ -702,11 +809,13 @@ async fn handle(
     let baselines_on = baselines.is_some();
     if let Some(bs) = baselines {
         if let Some(b) = &closed.events
-            && let Some(fresh) = bs.unseen(&tp, b)?
+            && let Some(fresh) = bs.unseen(&topic, b)?
         {
             raised.extend(bs.baselines.evaluate(&fresh));
         }
-        bs.processed(&tp, commit_to);
+        for &(p, next) in &commits {
+            bs.processed(&(topic.clone(), p), next);
+        }
     }
     metrics().detect_seconds.observe(t.elapsed().as_secs_f64());
     {
@@ -772,16 +881,89 @@ async fn handle(
     // 4. only now may the offset be committed. `commit_to` is already the *next* offset to
     //    read (last durable message + 1), which is what rd_kafka_offsets_store expects.
     //    With baselines on, offsets are stored after the next state snapshot instead.
-    if baselines_on {
+    if baselines_on || commits.is_empty() {
         return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(commit_to))
-        .map_err(kafka_err)?;
+    for &(p, next) in &commits {
+        tpl.add_partition_offset(&topic, p, Offset::Offset(next))
+            .map_err(kafka_err)?;
+    }
     if let Err(e) = consumer.store_offsets(&tpl) {
-        // e.g. the partition was revoked meanwhile: the next owner re-reads, the store dedups
+        // librdkafka stores the assigned ones and fails only when none could be stored,
+        // e.g. all were revoked meanwhile: the next owner re-reads, the store dedups
         metrics().commit_failures.inc();
-        tracing::debug!(error = %e, topic = tp.0, partition = tp.1, "offset store refused");
+        tracing::debug!(error = %e, topic, "offset store refused");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::AsArray;
+
+    fn msg(i: usize) -> String {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"m-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/ns/secrets/s","verb":"get","user":{{"username":"u"}},"objectRef":{{"resource":"secrets","namespace":"ns","name":"s","apiVersion":"v1"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"2026-11-20T10:00:00.{i:06}Z"}}"#
+        )
+    }
+
+    /// A topic batch holds rows of several partitions; closing it stores each partition's
+    /// next offset, and closing after a revocation drops the revoked partition's rows and
+    /// does not store its offset.
+    #[test]
+    fn topic_batches_commit_every_partition_and_drop_revoked_rows() {
+        let limits = BatchLimits::default();
+        let mut tb = TopicBatch::new(limits);
+        let mut parts: HashMap<Tp, PartState> = HashMap::new();
+        for (i, p) in [(0usize, 0i32), (1, 1), (2, 0), (3, 2), (4, 1), (5, 2)] {
+            let tp = ("t".to_string(), p);
+            let offset = i as i64 * 10;
+            let st = parts.entry(tp).or_insert_with(|| PartState {
+                decoder: Decoder::new(Format::Kubernetes, DecodeOptions::default()),
+                next_offset: offset,
+                sent_to: offset,
+            });
+            let prov = Provenance {
+                kafka_topic: Some("t"),
+                kafka_partition: Some(p),
+                kafka_offset: Some(offset),
+                ..Default::default()
+            };
+            let mut out = KafkaOut {
+                batcher: &mut tb.batcher,
+                dead: &mut tb.dead,
+                key: None,
+                dlq: true,
+            };
+            st.decoder.decode_record(msg(i).as_bytes(), &prov, &mut out);
+            st.next_offset = offset + 1;
+        }
+        // partition 1 revoked: its rows go, the others' offsets are stored
+        parts.remove(&("t".to_string(), 1));
+        let Job::Write {
+            closed, commits, ..
+        } = close("t", &mut tb, &mut parts, &[1]).unwrap()
+        else {
+            panic!("a write job")
+        };
+        let b = closed.events.unwrap();
+        let kp = b
+            .column_by_name("kafka_partition")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+            .clone();
+        let mut got: Vec<i32> = kp.values().to_vec();
+        got.sort();
+        assert_eq!(got, vec![0, 0, 2, 2]);
+        let mut commits = commits;
+        commits.sort();
+        assert_eq!(commits, vec![(0, 21), (2, 51)]);
+        // nothing new: the next close stores nothing
+        let Job::Write { commits, .. } = close("t", &mut tb, &mut parts, &[]).unwrap() else {
+            panic!("a write job")
+        };
+        assert!(commits.is_empty());
+    }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{Int32Type, Int64Type};
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{Baselines, DetectorConfig};
@@ -81,18 +81,32 @@ impl BaselineState {
         })
     }
 
-    /// The rows of a partition's batch the baselines have not seen yet.
-    pub fn unseen(&self, tp: &Tp, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
-        let Some(&until) = self.saved.get(tp) else {
+    /// The rows of a topic's batch (any of its partitions) the baselines have not seen yet.
+    pub fn unseen(&self, topic: &str, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        if !self.saved.keys().any(|(t, _)| t == topic) {
+            return Ok(Some(batch.clone()));
+        }
+        let (Some(off), Some(part)) = (
+            batch.column_by_name("kafka_offset"),
+            batch.column_by_name("kafka_partition"),
+        ) else {
             return Ok(Some(batch.clone()));
         };
-        let Some(off) = batch.column_by_name("kafka_offset") else {
-            return Ok(Some(batch.clone()));
-        };
-        let off = off.as_primitive::<Int64Type>();
+        let (off, part) = (
+            off.as_primitive::<Int64Type>(),
+            part.as_primitive::<Int32Type>(),
+        );
+        let mut key = (topic.to_string(), 0);
         let keep: BooleanArray = off
             .iter()
-            .map(|o| Some(o.is_none_or(|o| o >= until)))
+            .zip(part.iter())
+            .map(|(o, p)| {
+                let (Some(o), Some(p)) = (o, p) else {
+                    return Some(true);
+                };
+                key.1 = p;
+                Some(self.saved.get(&key).is_none_or(|&until| o >= until))
+            })
             .collect();
         let out = filter_record_batch(batch, &keep)?;
         Ok((out.num_rows() > 0).then_some(out))
