@@ -177,6 +177,11 @@ enum Command {
         /// Retention per source and table, e.g. kubernetes=90d,vault=365d,alerts=2y,quarantine=30d.
         #[arg(long)]
         retain: Option<String>,
+        /// Roll the events of days that ended this long ago up from hour directories into
+        /// daily files (fewer files for week- and month-long investigations); `off` keeps
+        /// hour directories.
+        #[arg(long, default_value = "2d")]
+        daily_after: String,
     },
     /// Baseline detectors: rebuild their state from the store.
     Baseline(auditwatch::baseline::cli::BaselineArgs),
@@ -429,13 +434,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target_rows,
             row_group_rows,
             retain,
+            daily_after,
         } => {
             use auditwatch::store::compact;
+            let daily_after = match daily_after.as_str() {
+                "off" | "never" => None,
+                d => Some(
+                    humantime::parse_duration(d)
+                        .with_context(|| format!("--daily-after {d:?}: a duration or off"))?,
+                ),
+            };
             let opts = compact::CompactOptions {
                 min_age: min_age.into(),
                 target_rows,
                 row_group_rows,
                 retain: compact::parse_retention(retain.as_deref().unwrap_or(""))?,
+                daily_after,
                 ..Default::default()
             };
             let store = auditwatch::store::Store::open_local(&data.data_dir)?;

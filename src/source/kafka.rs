@@ -260,14 +260,20 @@ struct TopicBatch {
     dead: Vec<DeadLetter>,
     /// Kafka timestamps (ms) of the messages in the open batch, for produce→stored latency.
     msg_times: Vec<i64>,
+    /// This topic's consumed messages and bytes counters (looked up once, not per message).
+    consumed: (prometheus::IntCounter, prometheus::IntCounter),
 }
 
 impl TopicBatch {
-    fn new(limits: BatchLimits) -> TopicBatch {
+    fn new(topic: &str, limits: BatchLimits) -> TopicBatch {
         TopicBatch {
             batcher: Batcher::new(limits),
             dead: Vec::new(),
             msg_times: Vec::new(),
+            consumed: (
+                metrics().consumed_messages.with_label_values(&[topic]),
+                metrics().consumed_bytes.with_label_values(&[topic]),
+            ),
         }
     }
 }
@@ -390,7 +396,7 @@ pub async fn run(
         .kafka
         .topics
         .iter()
-        .map(|t| (t.name.clone(), TopicBatch::new(limits)))
+        .map(|t| (t.name.clone(), TopicBatch::new(&t.name, limits)))
         .collect();
     let mut stats = RunStats::default();
     let mut tick = tokio::time::interval(
@@ -460,14 +466,14 @@ pub async fn run(
                 let tp = (topic.to_string(), msg.partition());
                 let payload = msg.payload().unwrap_or(&[]);
                 stats.messages += 1;
-                metrics().consumed_messages.with_label_values(&[topic]).inc();
-                metrics().consumed_bytes.with_label_values(&[topic]).inc_by(payload.len() as u64);
                 let st = parts.entry(tp.clone()).or_insert_with(|| PartState {
                     decoder: Decoder::new(formats.get(topic).copied().unwrap_or_default(), decode_opts.clone()),
                     next_offset: msg.offset(),
                     sent_to: msg.offset(),
                 });
-                let tb = batches.entry(topic.to_string()).or_insert_with(|| TopicBatch::new(limits));
+                let tb = batches.entry(topic.to_string()).or_insert_with(|| TopicBatch::new(topic, limits));
+                tb.consumed.0.inc();
+                tb.consumed.1.inc_by(payload.len() as u64);
                 if let Some(ts) = msg.timestamp().to_millis() {
                     tb.msg_times.push(ts);
                 }
@@ -915,7 +921,7 @@ mod tests {
     #[test]
     fn topic_batches_commit_every_partition_and_drop_revoked_rows() {
         let limits = BatchLimits::default();
-        let mut tb = TopicBatch::new(limits);
+        let mut tb = TopicBatch::new("t", limits);
         let mut parts: HashMap<Tp, PartState> = HashMap::new();
         for (i, p) in [(0usize, 0i32), (1, 1), (2, 0), (3, 2), (4, 1), (5, 2)] {
             let tp = ("t".to_string(), p);

@@ -37,6 +37,15 @@
 //! guarantees that, so rows and unique keys are unchanged; a duplicate left by two racing
 //! writers is cleaned up and counted.
 //!
+//! **Daily roll-up** (`daily_after`). Investigations read weeks: a month of hour
+//! directories is ~700 files per source to open and plan even when compacted. A day that
+//! ended long enough ago (no late writes expected) is merged as one partition — its hour
+//! directories' files and any files already in the date directory — into files in the
+//! date directory, sorted by (actor, time). The manifest lives in the date directory and
+//! names inputs by their path relative to it (`hour=07/part-….parquet`), so recovery is
+//! unchanged. The writer's dedup still holds: the key set of an hour partition is read
+//! from its own files *and* the files directly in its date directory.
+//!
 //! **Retention** deletes whole partitions whose time range ended more than the source's
 //! retention ago (`kubernetes=90d,vault=365d`; also `alerts=` and `quarantine=`).
 
@@ -82,6 +91,10 @@ pub struct CompactOptions {
     pub row_group_rows: usize,
     /// Retention per source (and `alerts`, `quarantine`); absent keys keep forever.
     pub retain: BTreeMap<String, Duration>,
+    /// Events of a day that ended at least this long ago are rolled up from its hour
+    /// directories into files in the date directory (see *Daily roll-up*); `None` keeps
+    /// hour directories.
+    pub daily_after: Option<Duration>,
     /// The clock (tests inject one).
     pub now: DateTime<Utc>,
     /// Stops the run after the given step, as a crash would (tests only).
@@ -96,6 +109,7 @@ impl Default for CompactOptions {
             target_rows: 1_000_000,
             row_group_rows: 128 * 1024,
             retain: BTreeMap::new(),
+            daily_after: None,
             now: Utc::now(),
             crash_after: None,
         }
@@ -241,7 +255,11 @@ pub async fn compact(store: Arc<dyn ObjectStore>, opts: &CompactOptions) -> Resu
         ));
     }
     let mut summary = CompactSummary::default();
-    for part in list_partitions(store.as_ref()).await? {
+    let mut parts = list_partitions(store.as_ref()).await?;
+    if let Some(after) = opts.daily_after {
+        parts = roll_up_days(parts, opts.now, after);
+    }
+    for part in parts {
         if expire(store.as_ref(), &part, opts, &mut summary).await? {
             continue;
         }
@@ -260,6 +278,52 @@ pub async fn compact(store: Arc<dyn ObjectStore>, opts: &CompactOptions) -> Resu
         }
     }
     Ok(summary)
+}
+
+/// A file's path relative to its partition directory (its name, or `hour=HH/name` inside a
+/// rolled-up day).
+fn rel<'a>(dir: &str, f: &'a ObjectMeta) -> &'a str {
+    let loc = f.location.as_ref();
+    loc.strip_prefix(dir)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(loc)
+}
+
+/// Merges the events partitions of every day that ended at least `after` ago (its hour
+/// directories and the date directory itself) into one partition per date directory.
+fn roll_up_days(parts: Vec<Partition>, now: DateTime<Utc>, after: Duration) -> Vec<Partition> {
+    let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+    let mut out = Vec::new();
+    let mut days: BTreeMap<String, Partition> = BTreeMap::new();
+    for p in parts {
+        let date_dir = match p.dir.rsplit_once('/') {
+            Some((d, last)) if last.starts_with("hour=") => d.to_string(),
+            _ => p.dir.clone(),
+        };
+        let day_over = date_dir
+            .rsplit_once("/date=")
+            .and_then(|(_, d)| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .and_then(|d| d.succ_opt()?.and_hms_opt(0, 0, 0))
+            .is_some_and(|end| now.signed_duration_since(end.and_utc()) >= after);
+        if p.table != Table::Events || !day_over {
+            out.push(p);
+            continue;
+        }
+        let day = days.entry(date_dir.clone()).or_insert_with(|| Partition {
+            dir: date_dir,
+            table: Table::Events,
+            files: vec![],
+            manifests: vec![],
+        });
+        day.files.extend(p.files);
+        day.manifests.extend(p.manifests);
+    }
+    for mut d in days.into_values() {
+        d.files.sort_by(|a, b| a.location.cmp(&b.location));
+        d.manifests.sort_by(|a, b| a.location.cmp(&b.location));
+        out.push(d);
+    }
+    out
 }
 
 /// One partition directory as it is now.
@@ -370,11 +434,7 @@ async fn recover(
                 continue;
             }
         };
-        let present: HashSet<&str> = part
-            .files
-            .iter()
-            .filter_map(|f| f.location.filename())
-            .collect();
+        let present: HashSet<&str> = part.files.iter().map(|f| rel(&part.dir, f)).collect();
         let complete = manifest
             .outputs
             .iter()
@@ -388,8 +448,8 @@ async fn recover(
             delete_if_exists(store, &ObjPath::from(format!("{}/{name}", part.dir))).await?;
         }
         delete_if_exists(store, &m.location).await?;
-        part.files
-            .retain(|f| f.location.filename().is_none_or(|n| !doomed.contains(n)));
+        let dir = part.dir.clone();
+        part.files.retain(|f| !doomed.contains(rel(&dir, f)));
         if complete {
             summary.rolled_forward += 1;
         } else {
@@ -456,7 +516,7 @@ async fn compact_partition(
     let manifest = Manifest {
         inputs: small
             .iter()
-            .filter_map(|(f, _)| f.location.filename().map(str::to_string))
+            .map(|(f, _)| rel(&part.dir, f).to_string())
             .collect(),
         outputs: outputs.clone(),
     };

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <root>/events/source=<source>/date=<YYYY-MM-DD>/hour=<HH>/part-<ms>-<uuid>.parquet
+//! <root>/events/source=<source>/date=<YYYY-MM-DD>/compact-….parquet   (a rolled-up day)
 //! <root>/quarantine/date=<YYYY-MM-DD>/part-<ms>-<uuid>.parquet
 //! ```
 //!
@@ -284,12 +285,25 @@ impl Store {
 
     async fn load_keys(&self, part: &str) -> Result<HashSet<u64>> {
         let prefix = ObjPath::from(part);
-        let files: Vec<_> = self
+        let mut files: Vec<_> = self
             .store
             .list(Some(&prefix))
             .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(".parquet")))
             .try_collect()
             .await?;
+        // an hour's rows may also be in its day's rolled-up files (`compact --daily-after`)
+        if let Some((date_dir, _)) = part.rsplit_once("/hour=") {
+            let listed = self
+                .store
+                .list_with_delimiter(Some(&ObjPath::from(date_dir)))
+                .await?;
+            files.extend(
+                listed
+                    .objects
+                    .into_iter()
+                    .filter(|m| m.location.as_ref().ends_with(".parquet")),
+            );
+        }
         let mut set = HashSet::new();
         for f in files {
             let bytes = self.store.get(&f.location).await?.bytes().await?;
