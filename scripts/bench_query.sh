@@ -112,7 +112,7 @@ OURS="$WORK/ours-$EVENTS.jsonl"
 AUDITWATCH_BENCH_STORE="$STORE" AUDITWATCH_BENCH_QUERIES="$QUERIES" AUDITWATCH_BENCH_RUNS="$RUNS" \
   AUDITWATCH_BENCH_EXPLAIN="$EXPLAIN" \
   cargo test --release --locked --bench query -- --nocapture --test-threads 1 2>"$WORK/ours.stderr" \
-  | grep '^{' > "$OURS" || { cat "$WORK/ours.stderr" >&2; exit 1; }
+  | grep -o '{"min_ms.*}' > "$OURS" || { cat "$WORK/ours.stderr" >&2; exit 1; }
 [ -n "$EXPLAIN" ] && grep -v '^\s*\(Compiling\|Finished\|Running\)' "$WORK/ours.stderr" >&2 || true
 
 # 6. DuckDB on the same files, then the table

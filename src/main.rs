@@ -182,6 +182,10 @@ enum Command {
         /// hour directories.
         #[arg(long, default_value = "2d")]
         daily_after: String,
+        /// The clock ages and retention are measured against (RFC 3339; default now), e.g.
+        /// for a store of replayed or generated data that lies in the future.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Baseline detectors: rebuild their state from the store.
     Baseline(auditwatch::baseline::cli::BaselineArgs),
@@ -435,6 +439,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             row_group_rows,
             retain,
             daily_after,
+            now,
         } => {
             use auditwatch::store::compact;
             let daily_after = match daily_after.as_str() {
@@ -450,6 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 row_group_rows,
                 retain: compact::parse_retention(retain.as_deref().unwrap_or(""))?,
                 daily_after,
+                now: now.unwrap_or_else(chrono::Utc::now),
                 ..Default::default()
             };
             let store = auditwatch::store::Store::open_local(&data.data_dir)?;
