@@ -531,6 +531,8 @@ struct CorrState {
 /// Evaluates a rule set over batches, holding correlation and suppression state.
 pub struct Engine {
     rules: Arc<RuleSet>,
+    /// Every raw-event path the rules read (see [`raw_paths`]).
+    raw_paths: Vec<String>,
     corr: HashMap<String, CorrState>,
     suppressed_until: HashMap<(String, Vec<String>), i64>,
     limits: StateLimits,
@@ -539,9 +541,38 @@ pub struct Engine {
     pub suppressed: u64,
 }
 
+/// Every raw-event path a rule set reads: its leaves (and the fields they compare with),
+/// alert fields, suppression keys, correlation group-by and value fields.
+fn raw_paths(rs: &RuleSet) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |f: &FieldRef| {
+        if let FieldRef::Raw(p) = f {
+            out.push(p.clone());
+        }
+    };
+    for l in &rs.leaves {
+        add(&l.field);
+        if let plan::Matcher::FieldRef { other, .. } = &l.matcher {
+            add(other);
+        }
+    }
+    for r in &rs.rules {
+        r.fields.iter().for_each(|(_, f)| add(f));
+        r.suppress_fields.iter().for_each(&mut add);
+    }
+    for c in &rs.correlations {
+        c.group_fields.iter().flatten().for_each(&mut add);
+        c.value_fields.iter().flatten().for_each(&mut add);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 impl Engine {
     pub fn new(rules: Arc<RuleSet>) -> Engine {
         Engine {
+            raw_paths: raw_paths(&rules),
             rules,
             corr: HashMap::new(),
             suppressed_until: HashMap::new(),
@@ -568,6 +599,7 @@ impl Engine {
             .map(|c| c.meta.id.clone())
             .collect();
         self.corr.retain(|id, _| keep.contains(id));
+        self.raw_paths = raw_paths(&rules);
         self.rules = rules;
     }
 
@@ -579,7 +611,9 @@ impl Engine {
     /// Matches of every rule in a batch, as row bitmaps (tests and `rules test`).
     pub fn matches(&self, batch: &RecordBatch) -> Vec<BooleanBuffer> {
         let rs = self.rules.clone();
-        let mut ev = BatchEval::new(batch, &rs.leaves).with_groups(&rs.groups);
+        let mut ev = BatchEval::new(batch, &rs.leaves)
+            .with_groups(&rs.groups)
+            .with_raw_paths(&self.raw_paths);
         let masks = source_masks(batch, &mut ev);
         rs.rules
             .iter()
@@ -596,7 +630,10 @@ impl Engine {
         if batch.num_rows() == 0 {
             return vec![];
         }
-        let mut ev = BatchEval::new(batch, &rs.leaves).with_groups(&rs.groups);
+        let raw_paths = self.raw_paths.clone();
+        let mut ev = BatchEval::new(batch, &rs.leaves)
+            .with_groups(&rs.groups)
+            .with_raw_paths(&raw_paths);
         let masks = source_masks(batch, &mut ev);
         let times = batch.column_by_name("time").map(|c| {
             c.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()

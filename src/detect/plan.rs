@@ -899,6 +899,9 @@ pub struct BatchEval<'b> {
     time_parts: HashMap<(String, TimePart), Vec<i64>>,
     /// The raw event column.
     raw_col: Option<StringArray>,
+    /// Every raw path the rules read (leaves, alert fields, group-by): raw events are
+    /// parsed keeping only these parts. `None` parses them whole.
+    raw_paths: Option<Vec<&'b str>>,
     /// Per raw path: key needles, and which rows may contain the path; shared by the
     /// leaves on one path (`probe_ids`), found once per leaf (`probe_of_leaf`).
     probes: Vec<(Vec<memchr::memmem::Finder<'static>>, Partial)>,
@@ -994,6 +997,7 @@ impl<'b> BatchEval<'b> {
             ips: Vec::new(),
             ip_slots: HashMap::new(),
             ip_of_leaf: vec![None; leaves.len()],
+            raw_paths: None,
             raw_col: batch
                 .column_by_name("raw")
                 .and_then(|c| c.as_string_opt::<i32>())
@@ -1007,6 +1011,15 @@ impl<'b> BatchEval<'b> {
             coalesced: HashMap::new(),
             raw_json: vec![None; batch.num_rows()],
         }
+    }
+
+    /// Parse raw events keeping only the parts on `paths` (which must hold every raw
+    /// path that will be read through this evaluation).
+    pub fn with_raw_paths(mut self, paths: &'b [String]) -> Self {
+        if !paths.iter().any(|p| p.is_empty()) {
+            self.raw_paths = Some(paths.iter().map(String::as_str).collect());
+        }
+        self
     }
 
     /// Evaluates the grouped leaves of `groups` (built from the same leaves) together.
@@ -1496,11 +1509,22 @@ impl<'b> BatchEval<'b> {
     /// Parsed raw event of a row (cached; `None` when it is not JSON).
     fn raw(&mut self, row: usize) -> Option<&serde_json::Value> {
         if self.raw_json[row].is_none() {
-            let v = self
+            let text = self
                 .raw_col
                 .as_ref()
                 .filter(|a| a.is_valid(row))
-                .and_then(|a| serde_json::from_str(a.value(row)).ok());
+                .map(|a| a.value(row));
+            let v = text.and_then(|t| match &self.raw_paths {
+                Some(paths) => {
+                    use serde::de::DeserializeSeed;
+                    let mut de = serde_json::Deserializer::from_str(t);
+                    Pruned { paths }
+                        .deserialize(&mut de)
+                        .ok()
+                        .filter(|_| de.end().is_ok())
+                }
+                None => serde_json::from_str(t).ok(),
+            });
             self.raw_json[row] = Some(v);
         }
         self.raw_json[row].as_ref().and_then(|v| v.as_ref())
@@ -1768,6 +1792,116 @@ fn build_list_index(
     idx
 }
 
+/// Deserializes a JSON value keeping only what [`resolve_path`] can reach along `paths`:
+/// an object keeps a key `K` when a path is `K` (the whole value is kept) or starts with
+/// `K.` (the value is kept pruned to the rest of those paths); arrays keep their elements,
+/// pruned alike. Everything else is skipped without being built, which is most of an
+/// audit event for the few paths rules read.
+struct Pruned<'a> {
+    paths: &'a [&'a str],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pruned<'_> {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pruned<'_> {
+    type Value = serde_json::Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Pruned { paths: self.paths })? {
+            out.push(v);
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        let mut rest: Vec<&str> = Vec::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            rest.clear();
+            let mut whole = false;
+            for p in self.paths {
+                if *p == k {
+                    whole = true;
+                    break;
+                }
+                if p.len() > k.len() && p.starts_with(k.as_ref()) && p.as_bytes()[k.len()] == b'.' {
+                    rest.push(&p[k.len() + 1..]);
+                }
+            }
+            if whole {
+                let v: serde_json::Value = map.next_value()?;
+                out.insert(k.into_owned(), v);
+            } else if !rest.is_empty() {
+                let v = map.next_value_seed(Pruned { paths: &rest })?;
+                out.insert(k.into_owned(), v);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+}
+
 /// Dotted path lookup; arrays on the way are searched, and a key that contains dots is
 /// found by longest match (`annotations.authorization.k8s.io/decision`).
 pub fn resolve_path<'v>(
@@ -1925,6 +2059,43 @@ mod tests {
                 base64_offsets(v)
             );
         }
+    }
+
+    /// A raw event parsed keeping only the rules' paths resolves those paths exactly as
+    /// the whole event does (arrays on the way, dotted keys, escaped keys, scalars).
+    #[test]
+    fn pruned_parse_resolves_its_paths_like_the_whole_event() {
+        use serde::de::DeserializeSeed;
+        let text = r#"{"kind":"Event","user":{"username":"a\u0062c","groups":["g1","g2"],"extra":{"x":[1,2]}},
+            "annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"r"},
+            "requestObject":{"spec":{"containers":[{"name":"c1","securityContext":{"privileged":true}},
+            {"name":"c2","securityContext":{"privileged":false},"ports":[{"hostPort":80}]}],"hostNetwork":true}},
+            "responseStatus":{"code":403,"ratio":0.5,"none":null},"a\"b":{"c":1}}"#;
+        let full: serde_json::Value = serde_json::from_str(text).unwrap();
+        let paths = [
+            "user.username",
+            "user.groups",
+            "annotations.authorization.k8s.io/decision",
+            "requestObject.spec.containers.securityContext.privileged",
+            "requestObject.spec.containers.ports.hostPort",
+            "requestObject.spec.hostNetwork",
+            "responseStatus",
+            "responseStatus.none",
+            "a\"b.c",
+            "missing.path",
+        ];
+        let refs: Vec<&str> = paths.to_vec();
+        let mut de = serde_json::Deserializer::from_str(text);
+        let pruned = Pruned { paths: &refs }.deserialize(&mut de).unwrap();
+        de.end().unwrap();
+        for p in paths {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            resolve_path(&full, p, &mut a);
+            resolve_path(&pruned, p, &mut b);
+            assert_eq!(a, b, "{p}");
+        }
+        // and it is smaller: unrelated parts were not built
+        assert!(pruned.get("kind").is_none() && pruned["user"].get("extra").is_none());
     }
 
     #[test]
