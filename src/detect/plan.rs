@@ -884,6 +884,15 @@ struct Mods {
 
 // ---------------------------------------------------------------- evaluation
 
+/// How a leaf is computed in a batch: over the whole column once, row by row for the
+/// candidates, or over the column when most rows are candidates.
+#[derive(Clone, Copy)]
+enum LeafKind {
+    Column,
+    Rows,
+    ColumnIfDense,
+}
+
 /// Per-batch evaluation state: cached leaf bitmaps, value indexes, parsed raw events.
 pub struct BatchEval<'b> {
     pub batch: &'b RecordBatch,
@@ -911,7 +920,8 @@ pub struct BatchEval<'b> {
     ips: Vec<Vec<Option<Option<IpAddr>>>>,
     ip_slots: HashMap<FieldRef, usize>,
     ip_of_leaf: Vec<Option<usize>>,
-    indexes: HashMap<(String, bool), HashMap<Box<str>, Vec<u32>>>,
+    indexes: HashMap<(String, bool), ValueIndex>,
+    kinds: Vec<Option<LeafKind>>,
     eq_counts: HashMap<(String, bool), usize>,
     coalesced: HashMap<Vec<String>, ArrayRef>,
     raw_json: Vec<Option<Option<serde_json::Value>>>,
@@ -1007,6 +1017,7 @@ impl<'b> BatchEval<'b> {
             probe_of_leaf: vec![None; leaves.len()],
             time_parts: HashMap::new(),
             indexes: HashMap::new(),
+            kinds: vec![None; leaves.len()],
             eq_counts: HashMap::new(),
             coalesced: HashMap::new(),
             raw_json: vec![None; batch.num_rows()],
@@ -1098,17 +1109,35 @@ impl<'b> BatchEval<'b> {
         self.partial_leaf(i, cand)
     }
 
-    fn vectorized(&self, i: usize, cand: &BooleanBuffer) -> bool {
+    fn vectorized(&mut self, i: usize, cand: &BooleanBuffer) -> bool {
+        let kind = match self.kinds[i] {
+            Some(k) => k,
+            None => {
+                let k = self.kind(i);
+                self.kinds[i] = Some(k);
+                k
+            }
+        };
+        match kind {
+            LeafKind::Column => true,
+            LeafKind::Rows => false,
+            LeafKind::ColumnIfDense => cand.count_set_bits() * 2 >= self.rows,
+        }
+    }
+
+    /// How leaf `i` is evaluated in this batch (decided once per batch).
+    fn kind(&self, i: usize) -> LeafKind {
+        let yes = |b: bool| if b { LeafKind::Column } else { LeafKind::Rows };
         let leaf = &self.leaves[i];
         let ty = match &leaf.field {
-            FieldRef::Raw(_) => return false,
+            FieldRef::Raw(_) => return LeafKind::Rows,
             FieldRef::Coalesce(_) => DataType::Utf8,
             FieldRef::Column(c) => match self.batch.column_by_name(c) {
                 Some(a) => a.data_type().clone(),
-                None => return true,
+                None => return LeafKind::Column,
             },
         };
-        match &leaf.matcher {
+        let column = match &leaf.matcher {
             Matcher::Null | Matcher::Exists(_) | Matcher::Never | Matcher::Bool(_) => true,
             Matcher::StrEq { cased, .. } => match &ty {
                 DataType::Utf8 => true,
@@ -1123,9 +1152,11 @@ impl<'b> BatchEval<'b> {
             },
             Matcher::Time { .. } => matches!(ty, DataType::Timestamp(..)),
             Matcher::Num { .. } => ty.is_numeric(),
-            Matcher::Like { .. } => ty == DataType::Utf8 && cand.count_set_bits() * 2 >= self.rows,
+            Matcher::Like { .. } if ty == DataType::Utf8 => return LeafKind::ColumnIfDense,
+            Matcher::Like { .. } => false,
             Matcher::Regex(_) | Matcher::Cidr(_) | Matcher::FieldRef { .. } => false,
-        }
+        };
+        yes(column)
     }
 
     /// Member `pos` of group `g` over the candidates: rows not seen by the group yet are
@@ -1687,8 +1718,11 @@ fn mask(a: &BooleanArray) -> BooleanBuffer {
     }
 }
 
-fn build_index(a: &StringArray, cased: bool) -> HashMap<Box<str>, Vec<u32>> {
-    let mut idx: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+/// Value → rows of a column in one batch (hashed with foldhash: built over every row).
+type ValueIndex = HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState>;
+
+fn build_index(a: &StringArray, cased: bool) -> ValueIndex {
+    let mut idx: ValueIndex = HashMap::default();
     for r in 0..a.len() {
         if a.is_null(r) {
             continue;
@@ -1766,12 +1800,8 @@ fn find_key_segment(
 }
 
 /// Value → rows of a list column (a row once per value).
-fn build_list_index(
-    offsets: &[i32],
-    values: &StringArray,
-    cased: bool,
-) -> HashMap<Box<str>, Vec<u32>> {
-    let mut idx: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+fn build_list_index(offsets: &[i32], values: &StringArray, cased: bool) -> ValueIndex {
+    let mut idx: ValueIndex = HashMap::default();
     for r in 0..offsets.len().saturating_sub(1) {
         for k in offsets[r] as usize..offsets[r + 1] as usize {
             if values.is_null(k) {
