@@ -25,7 +25,17 @@ use std::borrow::Cow;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 8192;
-const IDENTITIES: u64 = 100_000;
+/// Distinct identities: 100k, or `AUDITWATCH_BENCH_IDENTITIES` (e.g. 1000000 to size the
+/// state of a million identities).
+fn identities() -> u64 {
+    static N: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("AUDITWATCH_BENCH_IDENTITIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000)
+    })
+}
 /// Event-time spacing of rows in the measured stream (10k events/s).
 const STEP_US: i64 = 100;
 /// Monday 2026-11-02 00:00 UTC.
@@ -42,9 +52,9 @@ fn row(i: u64, t: i64, b: &mut EventBuilder) {
     let h = mix(i);
     // skew: half the rows from the first 5 % of identities
     let who = if h & 1 == 0 {
-        (h >> 8) % (IDENTITIES / 20)
+        (h >> 8) % (identities() / 20)
     } else {
-        (h >> 8) % IDENTITIES
+        (h >> 8) % identities()
     };
     let kind = (h >> 40) % 100;
     let ns = format!("team-{}", who % 97);
@@ -121,16 +131,24 @@ fn row(i: u64, t: i64, b: &mut EventBuilder) {
 }
 
 fn batches(first: u64, n: usize, time: impl Fn(u64) -> i64) -> Vec<RecordBatch> {
-    (0..n)
-        .map(|k| {
-            let mut b = EventBuilder::with_capacity(BATCH);
-            for r in 0..BATCH as u64 {
-                let i = first + k as u64 * BATCH as u64 + r;
-                row(i, time(i), &mut b);
-            }
-            b.finish().unwrap()
-        })
-        .collect()
+    batch_iter(first, n, time).collect()
+}
+
+/// The same batches made one at a time (the warm-up: its rows are not all held at once,
+/// so the process's memory after it is the state's).
+fn batch_iter(
+    first: u64,
+    n: usize,
+    time: impl Fn(u64) -> i64,
+) -> impl Iterator<Item = RecordBatch> {
+    (0..n).map(move |k| {
+        let mut b = EventBuilder::with_capacity(BATCH);
+        for r in 0..BATCH as u64 {
+            let i = first + k as u64 * BATCH as u64 + r;
+            row(i, time(i), &mut b);
+        }
+        b.finish().unwrap()
+    })
 }
 
 /// A warmed state plus the template batches that continue its stream.
@@ -158,10 +176,11 @@ off_hours: {windows: [{days: [mon, tue, wed, thu, fri, sat, sun], hours: '00:00-
         .unwrap()
         .with_learning(DAY);
         let mut baselines = Baselines::new(cfg);
-        // warm-up: 1.6M rows spread over two days, every identity several times
-        let n = 200;
+        // warm-up: 1.6M rows (per 100k identities) spread over two days, every identity
+        // several times
+        let n = (200 * identities() / 100_000).max(200) as usize;
         let spread = 2 * DAY / (n as i64 * BATCH as i64);
-        for b in batches(0, n, |i| T0 + i as i64 * spread) {
+        for b in batch_iter(0, n, |i| T0 + i as i64 * spread) {
             baselines.evaluate(&b);
         }
         let start = T0 + 2 * DAY;
@@ -215,7 +234,20 @@ fn hash_actor(b: &RecordBatch) -> u64 {
 fn bench(c: &mut Criterion) {
     let mut s = Stream::new();
     let ids = s.baselines.identities();
-    assert!(ids >= 95_000, "{ids} identities");
+    assert!(ids as u64 >= identities() * 95 / 100, "{ids} identities");
+    let rss_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    println!(
+        "baseline state: {ids} identities, {} bytes by the state's own accounting, process RSS {} MiB",
+        s.baselines.approx_bytes(),
+        rss_kb / 1024
+    );
     let mut g = c.benchmark_group("baseline");
     g.throughput(Throughput::Elements(BATCH as u64))
         .measurement_time(Duration::from_secs(5))
