@@ -151,6 +151,28 @@ fn batch_iter(
     })
 }
 
+fn config() -> DetectorConfig {
+    DetectorConfig::from_yaml(
+        "identities: {min_active_days: 1}
+volume: {classes: {workload: {p_value: 1.0e-7, min_excess: 1.0e9}, human: {p_value: 1.0e-6, min_excess: 1.0e9}, controller: {p_value: 1.0e-10, min_excess: 1.0e9}}}
+off_hours: {windows: [{days: [mon, tue, wed, thu, fri, sat, sun], hours: '00:00-24:00'}]}
+",
+    )
+    .unwrap()
+    .with_learning(DAY)
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// A warmed state plus the template batches that continue its stream.
 struct Stream {
     baselines: Baselines,
@@ -167,14 +189,7 @@ impl Stream {
         // measured stream dense, so per-window volumes and hours of activity differ by
         // orders of magnitude: volume spikes and off-hours are set so that they still
         // score every row (windows, gates, hour tables) but do not alert on that artefact.
-        let cfg = DetectorConfig::from_yaml(
-            "identities: {min_active_days: 1}
-volume: {classes: {workload: {p_value: 1.0e-7, min_excess: 1.0e9}, human: {p_value: 1.0e-6, min_excess: 1.0e9}, controller: {p_value: 1.0e-10, min_excess: 1.0e9}}}
-off_hours: {windows: [{days: [mon, tue, wed, thu, fri, sat, sun], hours: '00:00-24:00'}]}
-",
-        )
-        .unwrap()
-        .with_learning(DAY);
+        let cfg = config();
         let mut baselines = Baselines::new(cfg);
         // warm-up: 1.6M rows (per 100k identities) spread over two days, every identity
         // several times
@@ -232,22 +247,42 @@ fn hash_actor(b: &RecordBatch) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
+    if let Ok(path) = std::env::var("AUDITWATCH_BENCH_RESTORE") {
+        // RSS with the snapshot bytes loaded, then after restoring (bytes still held):
+        // the growth is the state plus whatever the restore's temporaries left resident
+        let bytes = std::fs::read(&path).unwrap();
+        let before = rss_kb();
+        let b = Baselines::from_snapshot(config(), &bytes).unwrap();
+        let after = rss_kb();
+        drop(bytes);
+        println!(
+            "baseline state restored in a fresh process: {} identities, RSS {} MiB over the {} MiB before it ({} bytes/identity)",
+            b.identities(),
+            after.saturating_sub(before) / 1024,
+            before / 1024,
+            after.saturating_sub(before) * 1024 / b.identities().max(1) as u64
+        );
+        std::process::exit(0);
+    }
     let mut s = Stream::new();
     let ids = s.baselines.identities();
     assert!(ids as u64 >= identities() * 95 / 100, "{ids} identities");
-    let rss_kb = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
     println!(
         "baseline state: {ids} identities, {} bytes by the state's own accounting, process RSS {} MiB",
         s.baselines.approx_bytes(),
-        rss_kb / 1024
+        rss_kb() / 1024
     );
+    // the state alone: restored from its snapshot in a fresh process (this bench binary
+    // with AUDITWATCH_BENCH_RESTORE), whose RSS before and after the restore is printed
+    if std::env::args().any(|a| a == "--bench") {
+        let snap = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(snap.path(), s.baselines.snapshot()).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("AUDITWATCH_BENCH_RESTORE", snap.path())
+            .output()
+            .unwrap();
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
     let mut g = c.benchmark_group("baseline");
     g.throughput(Throughput::Elements(BATCH as u64))
         .measurement_time(Duration::from_secs(5))
