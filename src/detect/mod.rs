@@ -532,7 +532,7 @@ struct CorrState {
 pub struct Engine {
     rules: Arc<RuleSet>,
     /// Every raw-event path the rules read (see [`raw_paths`]).
-    raw_paths: Vec<String>,
+    raw_paths: Arc<[String]>,
     corr: HashMap<String, CorrState>,
     suppressed_until: HashMap<(String, Vec<String>), i64>,
     limits: StateLimits,
@@ -572,7 +572,7 @@ fn raw_paths(rs: &RuleSet) -> Vec<String> {
 impl Engine {
     pub fn new(rules: Arc<RuleSet>) -> Engine {
         Engine {
-            raw_paths: raw_paths(&rules),
+            raw_paths: raw_paths(&rules).into(),
             rules,
             corr: HashMap::new(),
             suppressed_until: HashMap::new(),
@@ -599,7 +599,7 @@ impl Engine {
             .map(|c| c.meta.id.clone())
             .collect();
         self.corr.retain(|id, _| keep.contains(id));
-        self.raw_paths = raw_paths(&rules);
+        self.raw_paths = raw_paths(&rules).into();
         self.rules = rules;
     }
 
@@ -630,7 +630,7 @@ impl Engine {
         if batch.num_rows() == 0 {
             return vec![];
         }
-        let raw_paths = self.raw_paths.clone();
+        let raw_paths = Arc::clone(&self.raw_paths);
         let mut ev = BatchEval::new(batch, &rs.leaves)
             .with_groups(&rs.groups)
             .with_raw_paths(&raw_paths);

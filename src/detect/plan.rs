@@ -1401,14 +1401,7 @@ impl<'b> BatchEval<'b> {
                         .indexes
                         .entry((col.clone(), *cased))
                         .or_insert_with(|| build_list_index(list.value_offsets(), strs, *cased));
-                    let mut b = BooleanBufferBuilder::new(list.len());
-                    b.append_n(list.len(), false);
-                    if let Some(rows) = idx.get(value.as_str()) {
-                        for &r in rows {
-                            b.set_bit(r as usize, true);
-                        }
-                    }
-                    return b.finish();
+                    return rows_bitmap(list.len(), idx.get(value.as_str()));
                 }
                 let values = list.values().clone();
                 let inner = self.array_leaf(&values, m, None);
@@ -1498,14 +1491,7 @@ impl<'b> BatchEval<'b> {
                         .indexes
                         .entry((col, *cased))
                         .or_insert_with(|| build_index(a, *cased));
-                    let mut b = BooleanBufferBuilder::new(a.len());
-                    b.append_n(a.len(), false);
-                    if let Some(rows) = idx.get(value.as_str()) {
-                        for &r in rows {
-                            b.set_bit(r as usize, true);
-                        }
-                    }
-                    return b.finish();
+                    return rows_bitmap(a.len(), idx.get(value.as_str()));
                 }
                 let s = StringArray::new_scalar(escape_like(value));
                 let r = if *cased {
@@ -1716,6 +1702,16 @@ fn mask(a: &BooleanArray) -> BooleanBuffer {
         Some(n) => a.values() & n.inner(),
         None => a.values().clone(),
     }
+}
+
+/// A bitmap of `len` rows with the given rows set (a value index lookup's result).
+fn rows_bitmap(len: usize, rows: Option<&Vec<u32>>) -> BooleanBuffer {
+    let mut b = BooleanBufferBuilder::new(len);
+    b.append_n(len, false);
+    for &r in rows.into_iter().flatten() {
+        b.set_bit(r as usize, true);
+    }
+    b.finish()
 }
 
 /// Value → rows of a column in one batch (hashed with foldhash: built over every row).
