@@ -1,9 +1,10 @@
 //! `auditwatch bench`: the load tool. No fast Kafka-protocol broker runs on small test
 //! machines, so "end to end" is measured in parts, each as a ratio taken in one run:
 //!
-//! * `pipeline`: generated audit records pre-loaded on local disk go through decode →
-//!   normalize → batch → detect → store (the `ingest` path the Kafka writer shares),
-//!   next to a parse-only pass over the same bytes;
+//! * `pipeline`: generated audit records pre-loaded in memory go through the Kafka
+//!   consumer-side path (`run` over a [`kafka::MemorySource`]: decode → normalize → batch
+//!   → detect → store → offsets stored), next to a parse-only pass over the same bytes;
+//!   the same records through `ingest` from local files are reported alongside;
 //! * `kafka`: our consumer loop (the whole `run` pipeline) against a bare librdkafka
 //!   consumer that does nothing, on the same broker and topics — the ratio shows whether
 //!   the broker or we are the limit;
@@ -88,11 +89,16 @@ pub struct PipelineReport {
     pub bytes: u64,
     pub rules: usize,
     pub parse_only_records_per_s: f64,
+    /// The Kafka consumer-side path (`run` over pre-loaded messages): decode → batch →
+    /// detect → store → offsets stored.
     pub pipeline_records_per_s: f64,
     pub ratio: f64,
     pub rows_stored: u64,
     pub alerts: u64,
     pub seconds: f64,
+    /// The same records through `ingest` (one file per source, read from local disk).
+    pub ingest_files_records_per_s: f64,
+    pub ingest_files_ratio: f64,
 }
 
 /// Decode → batch → detect → store over pre-generated records, next to parse-only JSON.
@@ -153,8 +159,11 @@ pub async fn bench_pipeline(
         rows += s.events;
         alerts += s.alerts;
     }
-    let secs = t.elapsed().as_secs_f64();
-    let rate = c.len() as f64 / secs;
+    let files_rate = c.len() as f64 / t.elapsed().as_secs_f64();
+    let _ = (rows, alerts);
+    // the consumer-side path of `run`, fed from memory instead of a broker
+    let through = consumer_path(&c, rules, &work.join("consumer-path")).await?;
+    let rate = c.len() as f64 / through.seconds;
     Ok(PipelineReport {
         records: c.len(),
         bytes: c.bytes,
@@ -162,9 +171,84 @@ pub async fn bench_pipeline(
         parse_only_records_per_s: parse_rate,
         pipeline_records_per_s: rate,
         ratio: rate / parse_rate,
-        rows_stored: rows,
-        alerts,
-        seconds: secs,
+        rows_stored: through.written,
+        alerts: through.alerts,
+        seconds: through.seconds,
+        ingest_files_records_per_s: files_rate,
+        ingest_files_ratio: files_rate / parse_rate,
+    })
+}
+
+/// Partitions per topic of the in-memory source (keys spread records over them as a
+/// producer's partitioner would).
+const MEMORY_PARTITIONS: i32 = 16;
+
+struct Through {
+    seconds: f64,
+    written: u64,
+    alerts: u64,
+}
+
+/// Runs `kafka::run_source` over the corpus pre-loaded into a [`kafka::MemorySource`]
+/// until every partition's last offset is stored (each message durable with its alerts).
+async fn consumer_path(c: &Corpus, rules: Option<Arc<RuleSet>>, data: &Path) -> Result<Through> {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let _ = std::fs::remove_dir_all(data);
+    let source = Arc::new(kafka::MemorySource::default());
+    let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let mut end: std::collections::HashMap<(String, i32), i64> = Default::default();
+    for (topic, msgs, keys) in [
+        (TOPIC_K8S, &c.k8s, &c.keys_k8s),
+        (TOPIC_VAULT, &c.vault, &c.keys_vault),
+    ] {
+        for (m, k) in msgs.iter().zip(keys) {
+            let p = (hasher.hash_one(k) % MEMORY_PARTITIONS as u64) as i32;
+            let next = end.entry((topic.to_string(), p)).or_insert(0);
+            source.push(topic, p, *next, Some(k.as_bytes()), m);
+            *next += 1;
+        }
+    }
+    let cfg = pipeline_config("unused:9092", data, "memory")?;
+    let shared = Arc::new(Shared::default());
+    if let Some(r) = rules {
+        shared.rules.set(r);
+    }
+    let token = CancellationToken::new();
+    let t = Instant::now();
+    let run = {
+        let (cfg, shared, token, source) =
+            (cfg.clone(), shared.clone(), token.clone(), source.clone());
+        tokio::spawn(async move { kafka::run_source(&cfg, shared, token, source).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let stored = source.stored();
+        if end
+            .iter()
+            .all(|(tp, n)| stored.get(tp).is_some_and(|s| s >= n))
+        {
+            break;
+        }
+        if run.is_finished() || Instant::now() > deadline {
+            token.cancel();
+            run.await.map_err(|e| Error::Config(e.to_string()))??;
+            return Err(Error::Config(format!(
+                "the pipeline stopped before storing every offset ({} of {} partitions done)",
+                end.iter()
+                    .filter(|(tp, n)| stored.get(*tp).is_some_and(|s| s >= *n))
+                    .count(),
+                end.len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    token.cancel();
+    let stats = run.await.map_err(|e| Error::Config(e.to_string()))??;
+    Ok(Through {
+        seconds,
+        written: stats.written,
+        alerts: stats.alerts,
     })
 }
 
