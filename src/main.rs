@@ -238,10 +238,10 @@ enum BenchCmd {
         /// Broker (default: an in-process mock cluster).
         #[arg(long)]
         bootstrap: Option<String>,
-        #[arg(long, default_value_t = 50_000)]
+        #[arg(long, default_value_t = 300_000)]
         messages: usize,
         /// Partitions per topic of the mock cluster (it keeps ~5 MB per partition).
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 128)]
         partitions: i32,
     },
     /// Produce at a fixed rate; p50/p99 from Kafka timestamp to stored with alerts.
