@@ -506,6 +506,114 @@ pub struct LatencyReport {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub rules: usize,
+    /// The same production measured by a bare librdkafka consumer (Kafka timestamp to
+    /// the message in its hands): what the broker and client alone add.
+    pub bare_consumer: BareLatency,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BareLatency {
+    pub achieved_rate: f64,
+    pub messages: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// p-quantile of sorted seconds, in ms.
+fn quantile_ms(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] * 1000.0
+}
+
+/// The corpus in generated proportion of the two sources, produced at `rate` per second.
+/// Returns how many were sent and the rate achieved.
+fn produce_paced(bootstrap: &str, c: &Corpus, rate: u64) -> Result<(usize, f64)> {
+    let p = producer(bootstrap)?;
+    let t0 = Instant::now();
+    let mut msgs: Vec<(&str, &Vec<u8>, &String)> = Vec::with_capacity(c.len());
+    let (mut i, mut j) = (0, 0);
+    while i < c.k8s.len() || j < c.vault.len() {
+        if i < c.k8s.len() && (j >= c.vault.len() || i * c.vault.len() <= j * c.k8s.len()) {
+            msgs.push((TOPIC_K8S, &c.k8s[i], &c.keys_k8s[i]));
+            i += 1;
+        } else {
+            msgs.push((TOPIC_VAULT, &c.vault[j], &c.keys_vault[j]));
+            j += 1;
+        }
+    }
+    for (k, (topic, m, key)) in msgs.iter().enumerate() {
+        let due = t0 + Duration::from_secs_f64(k as f64 / rate as f64);
+        let now = Instant::now();
+        if due > now {
+            p.poll(Duration::ZERO);
+            std::thread::sleep(due - now);
+        }
+        send(&p, topic, key, m);
+        p.poll(Duration::ZERO);
+    }
+    let _ = p.flush(Duration::from_secs(60));
+    Ok((msgs.len(), msgs.len() as f64 / t0.elapsed().as_secs_f64()))
+}
+
+/// A do-nothing consumer's latency under the same paced production: subscribed and
+/// assigned first, then each message's Kafka timestamp to its arrival.
+async fn bare_latency(bootstrap: &str, c: Arc<Corpus>, rate: u64) -> Result<BareLatency> {
+    let bs = bootstrap.to_string();
+    let group = format!("bare-lat-{}", uuid::Uuid::new_v4().simple());
+    let cons: Arc<BaseConsumer> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .set("group.id", &group)
+            .set("auto.offset.reset", "latest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| Error::Kafka(e.to_string()))?,
+    );
+    cons.subscribe(&[TOPIC_K8S, TOPIC_VAULT])
+        .map_err(|e| Error::Kafka(e.to_string()))?;
+    let assigned_by = Instant::now() + Duration::from_secs(30);
+    while cons.assignment().map_or(0, |a| a.count()) == 0 && Instant::now() < assigned_by {
+        let _ = cons.poll(Duration::from_millis(50));
+    }
+    // positions resolved before anything is produced
+    let settle = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < settle {
+        let _ = cons.poll(Duration::from_millis(50));
+    }
+    let n = c.len();
+    let reader = {
+        let cons = cons.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut lat = Vec::with_capacity(n);
+            let mut last = Instant::now();
+            while lat.len() < n && last.elapsed() < Duration::from_secs(30) {
+                if let Some(Ok(m)) = cons.poll(Duration::from_millis(100)) {
+                    use rdkafka::message::Message;
+                    if let Some(ts) = m.timestamp().to_millis() {
+                        let now = chrono::Utc::now().timestamp_millis();
+                        lat.push((now - ts).max(0) as f64 / 1000.0);
+                    }
+                    last = Instant::now();
+                }
+            }
+            lat
+        })
+    };
+    let (_, achieved) = tokio::task::spawn_blocking(move || produce_paced(&bs, &c, rate))
+        .await
+        .map_err(|e| Error::Config(e.to_string()))??;
+    let mut lat = reader.await.map_err(|e| Error::Config(e.to_string()))?;
+    lat.sort_by(f64::total_cmp);
+    Ok(BareLatency {
+        achieved_rate: achieved,
+        messages: lat.len(),
+        p50_ms: quantile_ms(&lat, 0.5),
+        p99_ms: quantile_ms(&lat, 0.99),
+        max_ms: quantile_ms(&lat, 1.0),
+    })
 }
 
 /// Produce at `rate` for `duration` while the pipeline runs; latency from each message's
@@ -514,12 +622,21 @@ pub async fn bench_latency(
     bootstrap: Option<&str>,
     rate: u64,
     duration: Duration,
+    partitions: i32,
     rules: Option<Arc<RuleSet>>,
     work: &Path,
 ) -> Result<LatencyReport> {
-    let broker = Broker::open(bootstrap, 4)?;
+    let broker = Broker::open(bootstrap, partitions)?;
     let want = (rate as f64 * duration.as_secs_f64()) as usize;
-    let c = corpus(want, 13)?;
+    let c = Arc::new(corpus(want, 13)?);
+    // the reference first: the same production read by a do-nothing consumer (on a mock
+    // cluster of its own, so the pipeline's run starts from the same empty broker)
+    let bare_consumer = if broker.is_mock() {
+        let own = Broker::open(None, partitions)?;
+        bare_latency(&own.bootstrap, c.clone(), rate).await?
+    } else {
+        bare_latency(&broker.bootstrap, c.clone(), rate).await?
+    };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let data = work.join(format!("latency-{run_id}"));
     let mut cfg = pipeline_config(&broker.bootstrap, &data, &format!("lat-{run_id}"))?;
@@ -550,36 +667,9 @@ pub async fn bench_latency(
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     let bs = broker.bootstrap.clone();
-    let produced = tokio::task::spawn_blocking(move || -> Result<(usize, f64)> {
-        let p = producer(&bs)?;
-        let t0 = Instant::now();
-        let mut msgs: Vec<(&str, &Vec<u8>, &String)> = Vec::with_capacity(c.len());
-        // interleave the sources in generated proportion
-        let (mut i, mut j) = (0, 0);
-        while i < c.k8s.len() || j < c.vault.len() {
-            if i < c.k8s.len() && (j >= c.vault.len() || i * c.vault.len() <= j * c.k8s.len()) {
-                msgs.push((TOPIC_K8S, &c.k8s[i], &c.keys_k8s[i]));
-                i += 1;
-            } else {
-                msgs.push((TOPIC_VAULT, &c.vault[j], &c.keys_vault[j]));
-                j += 1;
-            }
-        }
-        for (k, (topic, m, key)) in msgs.iter().enumerate() {
-            let due = t0 + Duration::from_secs_f64(k as f64 / rate as f64);
-            let now = Instant::now();
-            if due > now {
-                p.poll(Duration::ZERO);
-                std::thread::sleep(due - now);
-            }
-            send(&p, topic, key, m);
-            p.poll(Duration::ZERO);
-        }
-        let _ = p.flush(Duration::from_secs(60));
-        Ok((msgs.len(), msgs.len() as f64 / t0.elapsed().as_secs_f64()))
-    })
-    .await
-    .map_err(|e| Error::Config(e.to_string()))??;
+    let produced = tokio::task::spawn_blocking(move || produce_paced(&bs, &c, rate))
+        .await
+        .map_err(|e| Error::Config(e.to_string()))??;
     let (n, achieved) = produced;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -603,12 +693,7 @@ pub async fn bench_latency(
     token.cancel();
     run.await.map_err(|e| Error::Config(e.to_string()))??;
     lat.sort_by(f64::total_cmp);
-    let q = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return f64::NAN;
-        }
-        lat[((lat.len() - 1) as f64 * p).round() as usize] * 1000.0
-    };
+    let q = |p: f64| quantile_ms(&lat, p);
     Ok(LatencyReport {
         broker: if broker.is_mock() {
             "librdkafka mock cluster".into()
@@ -622,6 +707,7 @@ pub async fn bench_latency(
         p99_ms: q(0.99),
         max_ms: q(1.0),
         rules: n_rules,
+        bare_consumer,
     })
 }
 

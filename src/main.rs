@@ -252,6 +252,9 @@ enum BenchCmd {
         rate: u64,
         #[arg(long, default_value = "20s")]
         duration: humantime::Duration,
+        /// Partitions per topic of the mock cluster (it keeps ~5 MB per partition).
+        #[arg(long, default_value_t = 128)]
+        partitions: i32,
     },
 }
 
@@ -542,11 +545,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         bootstrap,
                         rate,
                         duration,
+                        partitions,
                     } => serde_json::to_string_pretty(
                         &loadtest::bench_latency(
                             bootstrap.as_deref(),
                             rate,
                             duration.into(),
+                            partitions,
                             rules,
                             &work,
                         )

@@ -607,11 +607,11 @@ pub async fn run_source<S: Source>(
         .map(|t| (t.name.clone(), TopicBatch::new(&t.name, limits)))
         .collect();
     let mut stats = RunStats::default();
+    // a batch closes between `linger` and `linger + tick` after its first row
     let mut tick = tokio::time::interval(
-        cfg.linger
-            .min(Duration::from_millis(250))
-            .max(Duration::from_millis(10)),
+        (cfg.linger / 4).clamp(Duration::from_millis(10), Duration::from_millis(250)),
     );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let send = |job: Job| {
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
         metrics()
