@@ -22,7 +22,7 @@ use object_store::{
 };
 
 /// Reads at most this long are cached (bloom filters, page headers; not column data).
-pub const MAX_CACHED_READ: u64 = 1 << 20;
+pub const MAX_CACHED_READ: u64 = 8 << 20;
 
 type Key = (Path, Range<u64>);
 
