@@ -4,7 +4,7 @@
 # files. Both warm (one process, one warm-up run), p50 of --runs runs, same machine.
 #
 #   scripts/bench_query.sh                 # 10M events over 30 simulated days
-#   scripts/bench_query.sh --events 100000000   # 100M (~15 GB of Parquet; hours to build)
+#   scripts/bench_query.sh --100m              # 100M (7.3 GB of Parquet; ~1.5 h to build once)
 #   scripts/bench_query.sh --explain       # also print our EXPLAIN ANALYZE per query
 #
 # Steps: DuckDB (pinned) into a venv under ~/.cache/auditwatch/venv; a release build;
