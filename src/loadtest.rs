@@ -145,10 +145,8 @@ pub async fn bench_pipeline(
         r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
     });
     let t = Instant::now();
-    let mut rows = 0;
-    let mut alerts = 0;
     for (p, _, fmt) in &files {
-        let s = ingest(IngestConfig {
+        ingest(IngestConfig {
             inputs: vec![p.display().to_string()],
             format: *fmt,
             data_dir: store.clone(),
@@ -159,11 +157,8 @@ pub async fn bench_pipeline(
             baselines: None,
         })
         .await?;
-        rows += s.events;
-        alerts += s.alerts;
     }
     let files_rate = c.len() as f64 / t.elapsed().as_secs_f64();
-    let _ = (rows, alerts);
     // the consumer-side path of `run`, fed from memory instead of a broker
     let through = consumer_path(&c, rules, &work.join("consumer-path")).await?;
     let rate = c.len() as f64 / through.seconds;
@@ -226,20 +221,18 @@ async fn consumer_path(c: &Corpus, rules: Option<Arc<RuleSet>>, data: &Path) -> 
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let stored = source.stored();
-        if end
+        let done = end
             .iter()
-            .all(|(tp, n)| stored.get(tp).is_some_and(|s| s >= n))
-        {
+            .filter(|(tp, n)| stored.get(*tp).is_some_and(|s| s >= *n))
+            .count();
+        if done == end.len() {
             break;
         }
         if run.is_finished() || Instant::now() > deadline {
             token.cancel();
             run.await.map_err(|e| Error::Config(e.to_string()))??;
             return Err(Error::Config(format!(
-                "the pipeline stopped before storing every offset ({} of {} partitions done)",
-                end.iter()
-                    .filter(|(tp, n)| stored.get(*tp).is_some_and(|s| s >= *n))
-                    .count(),
+                "the pipeline stopped before storing every offset ({done} of {} partitions done)",
                 end.len()
             )));
         }
@@ -388,15 +381,7 @@ pub async fn bench_kafka(
     let bs = broker.bootstrap.clone();
     let group = format!("bare-{run_id}");
     let bare = tokio::task::spawn_blocking(move || -> Result<f64> {
-        let cons: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bs)
-            .set("group.id", &group)
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| Error::Kafka(e.to_string()))?;
-        cons.subscribe(&[TOPIC_K8S, TOPIC_VAULT])
-            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let cons = bare_consumer(&bs, &group, "earliest")?;
         let mut got = 0usize;
         let mut start = None;
         let mut last = Instant::now();
@@ -520,6 +505,20 @@ pub struct BareLatency {
     pub max_ms: f64,
 }
 
+/// A do-nothing librdkafka consumer of the bench topics (the reference for ours).
+fn bare_consumer(bootstrap: &str, group: &str, reset: &str) -> Result<BaseConsumer> {
+    let cons: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", reset)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| Error::Kafka(e.to_string()))?;
+    cons.subscribe(&[TOPIC_K8S, TOPIC_VAULT])
+        .map_err(|e| Error::Kafka(e.to_string()))?;
+    Ok(cons)
+}
+
 /// p-quantile of sorted seconds, in ms.
 fn quantile_ms(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -563,17 +562,7 @@ fn produce_paced(bootstrap: &str, c: &Corpus, rate: u64) -> Result<(usize, f64)>
 async fn bare_latency(bootstrap: &str, c: Arc<Corpus>, rate: u64) -> Result<BareLatency> {
     let bs = bootstrap.to_string();
     let group = format!("bare-lat-{}", uuid::Uuid::new_v4().simple());
-    let cons: Arc<BaseConsumer> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", &bs)
-            .set("group.id", &group)
-            .set("auto.offset.reset", "latest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| Error::Kafka(e.to_string()))?,
-    );
-    cons.subscribe(&[TOPIC_K8S, TOPIC_VAULT])
-        .map_err(|e| Error::Kafka(e.to_string()))?;
+    let cons = Arc::new(bare_consumer(&bs, &group, "latest")?);
     let assigned_by = Instant::now() + Duration::from_secs(30);
     while cons.assignment().map_or(0, |a| a.count()) == 0 && Instant::now() < assigned_by {
         let _ = cons.poll(Duration::from_millis(50));

@@ -460,6 +460,18 @@ impl TopicBatch {
             events: EventCounters::default(),
         }
     }
+
+    /// The decoder output into this batch; `dlq` also keeps rejected messages (with `key`)
+    /// for the dead-letter topic.
+    fn out<'a>(&'a mut self, key: Option<&'a [u8]>, dlq: bool) -> KafkaOut<'a> {
+        KafkaOut {
+            batcher: &mut self.batcher,
+            dead: &mut self.dead,
+            events: &mut self.events,
+            key,
+            dlq,
+        }
+    }
 }
 
 /// Collects rows into the batcher and dead letters aside.
@@ -634,7 +646,7 @@ pub async fn run_source<S: Source>(
                 let mut pending = 0;
                 for (tp, st) in parts.iter_mut() {
                     let Some(tb) = batches.get_mut(&tp.0) else { continue };
-                    let mut out = KafkaOut { batcher: &mut tb.batcher, dead: &mut tb.dead, events: &mut tb.events, key: None, dlq: false };
+                    let mut out = tb.out(None, false);
                     st.decoder.expire(now_us, &mut out);
                     pending += st.decoder.pending();
                 }
@@ -701,7 +713,7 @@ pub async fn run_source<S: Source>(
                         kafka_offset: Some(msg.offset()),
                         ..Default::default()
                     };
-                    let mut out = KafkaOut { batcher: &mut tb.batcher, dead: &mut tb.dead, events: &mut tb.events, key: msg.key(), dlq: true };
+                    let mut out = tb.out(msg.key(), true);
                     if payload.is_empty() {
                         out.reject(payload, Rejected::new("kafka", "empty message payload"), &prov);
                     } else {
@@ -1247,13 +1259,7 @@ mod tests {
                 kafka_offset: Some(offset),
                 ..Default::default()
             };
-            let mut out = KafkaOut {
-                batcher: &mut tb.batcher,
-                dead: &mut tb.dead,
-                events: &mut tb.events,
-                key: None,
-                dlq: true,
-            };
+            let mut out = tb.out(None, true);
             st.decoder.decode_record(msg(i).as_bytes(), &prov, &mut out);
             st.next_offset = offset + 1;
         }
