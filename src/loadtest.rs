@@ -181,6 +181,9 @@ pub async fn bench_pipeline(
 /// producer's partitioner would).
 const MEMORY_PARTITIONS: i32 = 16;
 
+/// Batch linger of the latency runs (a batch closes on rows or on this, whichever first).
+const LATENCY_LINGER: Duration = Duration::from_millis(200);
+
 struct Through {
     seconds: f64,
     written: u64,
@@ -381,7 +384,7 @@ pub async fn bench_kafka(
     let bs = broker.bootstrap.clone();
     let group = format!("bare-{run_id}");
     let bare = tokio::task::spawn_blocking(move || -> Result<f64> {
-        let cons = bare_consumer(&bs, &group, "earliest")?;
+        let cons = bare_consumer(&bs, &group, "earliest", &[])?;
         let mut got = 0usize;
         let mut start = None;
         let mut last = Instant::now();
@@ -493,11 +496,14 @@ pub struct LatencyReport {
     pub rules: usize,
     /// The same production measured by a bare librdkafka consumer (Kafka timestamp to
     /// the message in its hands): what the broker and client alone add.
-    pub bare_consumer: BareLatency,
+    pub bare_consumer: PacedLatency,
+    /// Our pipeline at the same rate with the broker taken out: the same messages handed
+    /// to the consumer-side path in process, latency from hand-over to stored.
+    pub in_process: PacedLatency,
 }
 
 #[derive(Debug, Serialize)]
-pub struct BareLatency {
+pub struct PacedLatency {
     pub achieved_rate: f64,
     pub messages: usize,
     pub p50_ms: f64,
@@ -506,14 +512,21 @@ pub struct BareLatency {
 }
 
 /// A do-nothing librdkafka consumer of the bench topics (the reference for ours).
-fn bare_consumer(bootstrap: &str, group: &str, reset: &str) -> Result<BaseConsumer> {
-    let cons: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn bare_consumer(
+    bootstrap: &str,
+    group: &str,
+    reset: &str,
+    props: &[(&str, &str)],
+) -> Result<BaseConsumer> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("auto.offset.reset", reset)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| Error::Kafka(e.to_string()))?;
+        .set("enable.auto.commit", "false");
+    for (k, v) in props {
+        cfg.set(*k, *v);
+    }
+    let cons: BaseConsumer = cfg.create().map_err(|e| Error::Kafka(e.to_string()))?;
     cons.subscribe(&[TOPIC_K8S, TOPIC_VAULT])
         .map_err(|e| Error::Kafka(e.to_string()))?;
     Ok(cons)
@@ -527,42 +540,74 @@ fn quantile_ms(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] * 1000.0
 }
 
-/// The corpus in generated proportion of the two sources, produced at `rate` per second.
-/// Returns how many were sent and the rate achieved.
-fn produce_paced(bootstrap: &str, c: &Corpus, rate: u64) -> Result<(usize, f64)> {
-    let p = producer(bootstrap)?;
-    let t0 = Instant::now();
-    let mut msgs: Vec<(&str, &Vec<u8>, &String)> = Vec::with_capacity(c.len());
+/// The corpus in generated proportion of the two sources (topic, key, payload), in the
+/// order a paced run sends them.
+fn interleaved(c: &Corpus) -> Vec<(&'static str, &str, &[u8])> {
+    let mut msgs = Vec::with_capacity(c.len());
     let (mut i, mut j) = (0, 0);
     while i < c.k8s.len() || j < c.vault.len() {
         if i < c.k8s.len() && (j >= c.vault.len() || i * c.vault.len() <= j * c.k8s.len()) {
-            msgs.push((TOPIC_K8S, &c.k8s[i], &c.keys_k8s[i]));
+            msgs.push((TOPIC_K8S, c.keys_k8s[i].as_str(), c.k8s[i].as_slice()));
             i += 1;
         } else {
-            msgs.push((TOPIC_VAULT, &c.vault[j], &c.keys_vault[j]));
+            msgs.push((TOPIC_VAULT, c.keys_vault[j].as_str(), c.vault[j].as_slice()));
             j += 1;
         }
     }
-    for (k, (topic, m, key)) in msgs.iter().enumerate() {
+    msgs
+}
+
+/// Calls `send` for each message at `rate` per second (sleeping until each is due).
+/// Returns how many were sent and the rate achieved.
+fn paced<'a>(
+    msgs: &[(&'static str, &'a str, &'a [u8])],
+    rate: u64,
+    mut send: impl FnMut(&'static str, &'a str, &'a [u8]),
+    mut idle: impl FnMut(),
+) -> (usize, f64) {
+    let t0 = Instant::now();
+    for (k, (topic, key, m)) in msgs.iter().enumerate() {
         let due = t0 + Duration::from_secs_f64(k as f64 / rate as f64);
         let now = Instant::now();
         if due > now {
-            p.poll(Duration::ZERO);
+            idle();
             std::thread::sleep(due - now);
         }
-        send(&p, topic, key, m);
-        p.poll(Duration::ZERO);
+        send(topic, key, m);
     }
+    (msgs.len(), msgs.len() as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// The corpus produced at `rate` per second. Returns how many were sent and the rate
+/// achieved.
+fn produce_paced(bootstrap: &str, c: &Corpus, rate: u64) -> Result<(usize, f64)> {
+    let p = producer(bootstrap)?;
+    let r = paced(
+        &interleaved(c),
+        rate,
+        |topic, key, m| {
+            send(&p, topic, key, m);
+            p.poll(Duration::ZERO);
+        },
+        || {
+            p.poll(Duration::ZERO);
+        },
+    );
     let _ = p.flush(Duration::from_secs(60));
-    Ok((msgs.len(), msgs.len() as f64 / t0.elapsed().as_secs_f64()))
+    Ok(r)
 }
 
 /// A do-nothing consumer's latency under the same paced production: subscribed and
 /// assigned first, then each message's Kafka timestamp to its arrival.
-async fn bare_latency(bootstrap: &str, c: Arc<Corpus>, rate: u64) -> Result<BareLatency> {
+async fn bare_latency(
+    bootstrap: &str,
+    c: Arc<Corpus>,
+    rate: u64,
+    props: &[(&str, &str)],
+) -> Result<PacedLatency> {
     let bs = bootstrap.to_string();
     let group = format!("bare-lat-{}", uuid::Uuid::new_v4().simple());
-    let cons = Arc::new(bare_consumer(&bs, &group, "latest")?);
+    let cons = Arc::new(bare_consumer(&bs, &group, "latest", props)?);
     let assigned_by = Instant::now() + Duration::from_secs(30);
     while cons.assignment().map_or(0, |a| a.count()) == 0 && Instant::now() < assigned_by {
         let _ = cons.poll(Duration::from_millis(50));
@@ -596,7 +641,7 @@ async fn bare_latency(bootstrap: &str, c: Arc<Corpus>, rate: u64) -> Result<Bare
         .map_err(|e| Error::Config(e.to_string()))??;
     let mut lat = reader.await.map_err(|e| Error::Config(e.to_string()))?;
     lat.sort_by(f64::total_cmp);
-    Ok(BareLatency {
+    Ok(PacedLatency {
         achieved_rate: achieved,
         messages: lat.len(),
         p50_ms: quantile_ms(&lat, 0.5),
@@ -620,19 +665,37 @@ pub async fn bench_latency(
     let c = Arc::new(corpus(want, 13)?);
     // the reference first: the same production read by a do-nothing consumer (on a mock
     // cluster of its own, so the pipeline's run starts from the same empty broker)
+    // The mock answers a fetch that finds no data only after the full `fetch.wait.max.ms`
+    // (librdkafka's default 500 ms), even when messages arrive meanwhile; a real broker
+    // answers as soon as they do. Both consumers ask the mock for short waits instead.
+    let fetch: &[(&str, &str)] = if broker.is_mock() {
+        &[("fetch.wait.max.ms", "10")]
+    } else {
+        &[]
+    };
     let bare_consumer = if broker.is_mock() {
         let own = Broker::open(None, partitions)?;
-        bare_latency(&own.bootstrap, c.clone(), rate).await?
+        bare_latency(&own.bootstrap, c.clone(), rate, fetch).await?
     } else {
-        bare_latency(&broker.bootstrap, c.clone(), rate).await?
+        bare_latency(&broker.bootstrap, c.clone(), rate, fetch).await?
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let in_process = in_process_latency(
+        c.clone(),
+        rate,
+        rules.clone(),
+        &work.join(format!("in-process-{run_id}")),
+    )
+    .await?;
     let data = work.join(format!("latency-{run_id}"));
     let mut cfg = pipeline_config(&broker.bootstrap, &data, &format!("lat-{run_id}"))?;
-    cfg.linger = Duration::from_millis(200);
+    cfg.linger = LATENCY_LINGER;
     cfg.kafka
         .properties
         .insert("auto.offset.reset".into(), "latest".into());
+    for (k, v) in fetch {
+        cfg.kafka.properties.insert(k.to_string(), v.to_string());
+    }
     let shared = Arc::new(Shared::default());
     let n_rules = rules.as_ref().map_or(0, |r| {
         r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
@@ -656,29 +719,12 @@ pub async fn bench_latency(
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     let bs = broker.bootstrap.clone();
-    let produced = tokio::task::spawn_blocking(move || produce_paced(&bs, &c, rate))
+    let pc = c.clone();
+    let produced = tokio::task::spawn_blocking(move || produce_paced(&bs, &pc, rate))
         .await
         .map_err(|e| Error::Config(e.to_string()))??;
     let (n, achieved) = produced;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = shared
-            .latency_probe
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map_or(0, Vec::len);
-        if done >= n || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut lat = shared
-        .latency_probe
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .unwrap_or_default();
+    let mut lat = probed(&shared, n).await;
     token.cancel();
     run.await.map_err(|e| Error::Config(e.to_string()))??;
     lat.sort_by(f64::total_cmp);
@@ -697,6 +743,88 @@ pub async fn bench_latency(
         max_ms: q(1.0),
         rules: n_rules,
         bare_consumer,
+        in_process,
+    })
+}
+
+/// Waits until `n` latencies were probed (or a minute passed) and takes them.
+async fn probed(shared: &Shared, n: usize) -> Vec<f64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = shared
+            .latency_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, Vec::len);
+        if done >= n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shared
+        .latency_probe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default()
+}
+
+/// Our pipeline's own latency at `rate`: the same paced messages handed to `run_source`
+/// through a [`kafka::MemorySource`] (each stamped as it is handed over) instead of a
+/// broker, from that stamp to its batch being stored with its alerts.
+async fn in_process_latency(
+    c: Arc<Corpus>,
+    rate: u64,
+    rules: Option<Arc<RuleSet>>,
+    data: &Path,
+) -> Result<PacedLatency> {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let _ = std::fs::remove_dir_all(data);
+    let source = Arc::new(kafka::MemorySource::default());
+    let mut cfg = pipeline_config("unused:9092", data, "in-process-latency")?;
+    cfg.linger = LATENCY_LINGER;
+    let shared = Arc::new(Shared::default());
+    if let Some(r) = rules {
+        shared.rules.set(r);
+    }
+    *shared
+        .latency_probe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    let token = CancellationToken::new();
+    let run = {
+        let (cfg, shared, token, source) =
+            (cfg.clone(), shared.clone(), token.clone(), source.clone());
+        tokio::spawn(async move { kafka::run_source(&cfg, shared, token, source).await })
+    };
+    let (n, achieved) = tokio::task::spawn_blocking(move || {
+        let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        let mut next: std::collections::HashMap<(&str, i32), i64> = Default::default();
+        paced(
+            &interleaved(&c),
+            rate,
+            |topic, key, m| {
+                let p = (hasher.hash_one(key) % MEMORY_PARTITIONS as u64) as i32;
+                let o = next.entry((topic, p)).or_insert(0);
+                source.push(topic, p, *o, Some(key.as_bytes()), m);
+                *o += 1;
+            },
+            || {},
+        )
+    })
+    .await
+    .map_err(|e| Error::Config(e.to_string()))?;
+    let mut lat = probed(&shared, n).await;
+    token.cancel();
+    run.await.map_err(|e| Error::Config(e.to_string()))??;
+    lat.sort_by(f64::total_cmp);
+    Ok(PacedLatency {
+        achieved_rate: achieved,
+        messages: lat.len(),
+        p50_ms: quantile_ms(&lat, 0.5),
+        p99_ms: quantile_ms(&lat, 0.99),
+        max_ms: quantile_ms(&lat, 1.0),
     })
 }
 
