@@ -181,9 +181,6 @@ pub async fn bench_pipeline(
 /// producer's partitioner would).
 const MEMORY_PARTITIONS: i32 = 16;
 
-/// Batch linger of the latency runs (a batch closes on rows or on this, whichever first).
-const LATENCY_LINGER: Duration = Duration::from_millis(200);
-
 struct Through {
     seconds: f64,
     written: u64,
@@ -493,6 +490,8 @@ pub struct LatencyReport {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Batches close on rows or this, whichever first.
+    pub linger_ms: u64,
     pub rules: usize,
     /// The same production measured by a bare librdkafka consumer (Kafka timestamp to
     /// the message in its hands): what the broker and client alone add.
@@ -511,7 +510,8 @@ pub struct PacedLatency {
     pub max_ms: f64,
 }
 
-/// A do-nothing librdkafka consumer of the bench topics (the reference for ours).
+/// A do-nothing librdkafka consumer of the bench topics (the reference for ours), with our
+/// consumer's fetch settings and `props`.
 fn bare_consumer(
     bootstrap: &str,
     group: &str,
@@ -523,7 +523,7 @@ fn bare_consumer(
         .set("group.id", group)
         .set("auto.offset.reset", reset)
         .set("enable.auto.commit", "false");
-    for (k, v) in props {
+    for (k, v) in kafka::FETCH_DEFAULTS.iter().chain(props) {
         cfg.set(*k, *v);
     }
     let cons: BaseConsumer = cfg.create().map_err(|e| Error::Kafka(e.to_string()))?;
@@ -657,6 +657,7 @@ pub async fn bench_latency(
     rate: u64,
     duration: Duration,
     partitions: i32,
+    linger: Duration,
     rules: Option<Arc<RuleSet>>,
     work: &Path,
 ) -> Result<LatencyReport> {
@@ -683,13 +684,14 @@ pub async fn bench_latency(
     let in_process = in_process_latency(
         c.clone(),
         rate,
+        linger,
         rules.clone(),
         &work.join(format!("in-process-{run_id}")),
     )
     .await?;
     let data = work.join(format!("latency-{run_id}"));
     let mut cfg = pipeline_config(&broker.bootstrap, &data, &format!("lat-{run_id}"))?;
-    cfg.linger = LATENCY_LINGER;
+    cfg.linger = linger;
     cfg.kafka
         .properties
         .insert("auto.offset.reset".into(), "latest".into());
@@ -741,6 +743,7 @@ pub async fn bench_latency(
         p50_ms: q(0.5),
         p99_ms: q(0.99),
         max_ms: q(1.0),
+        linger_ms: linger.as_millis() as u64,
         rules: n_rules,
         bare_consumer,
         in_process,
@@ -776,6 +779,7 @@ async fn probed(shared: &Shared, n: usize) -> Vec<f64> {
 async fn in_process_latency(
     c: Arc<Corpus>,
     rate: u64,
+    linger: Duration,
     rules: Option<Arc<RuleSet>>,
     data: &Path,
 ) -> Result<PacedLatency> {
@@ -783,7 +787,7 @@ async fn in_process_latency(
     let _ = std::fs::remove_dir_all(data);
     let source = Arc::new(kafka::MemorySource::default());
     let mut cfg = pipeline_config("unused:9092", data, "in-process-latency")?;
-    cfg.linger = LATENCY_LINGER;
+    cfg.linger = linger;
     let shared = Arc::new(Shared::default());
     if let Some(r) = rules {
         shared.rules.set(r);

@@ -272,6 +272,9 @@ enum BenchCmd {
         /// Partitions per topic of the mock cluster (it keeps ~5 MB per partition).
         #[arg(long, default_value_t = 128)]
         partitions: i32,
+        /// The pipeline's batch linger (`pipeline.linger`) for the run.
+        #[arg(long, default_value = "200ms")]
+        linger: humantime::Duration,
     },
 }
 
@@ -564,12 +567,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         rate,
                         duration,
                         partitions,
+                        linger,
                     } => serde_json::to_string_pretty(
                         &loadtest::bench_latency(
                             bootstrap.as_deref(),
                             rate,
                             duration.into(),
                             partitions,
+                            linger.into(),
                             rules,
                             &work,
                         )

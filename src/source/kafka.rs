@@ -349,6 +349,17 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Our consumer's fetch settings unless the operator sets them (the load tool's reference
+/// consumer uses them too).
+pub const FETCH_DEFAULTS: &[(&str, &str)] = &[
+    // the prefetch queue: the bound on what librdkafka holds for us
+    ("queued.max.messages.kbytes", "65536"),
+    // when that queue is full, librdkafka postpones the partitions' next fetch by this
+    // (default 1 s): a consumer that keeps up only barely then sat idle for most of a
+    // second each time (bench kafka, 300k messages: 78-98k -> 123-136k msg/s)
+    ("fetch.queue.backoff.ms", "20"),
+];
+
 fn consumer(k: &KafkaConfig, shared: Arc<Shared>) -> Result<AuditConsumer> {
     let mut c = client_config(k);
     c.set("group.id", &k.group_id)
@@ -357,13 +368,11 @@ fn consumer(k: &KafkaConfig, shared: Arc<Shared>) -> Result<AuditConsumer> {
         // the delivery contract: we decide which offsets may be committed
         .set("enable.auto.offset.store", "false")
         .set_if_absent("auto.offset.reset", "earliest")
-        .set_if_absent("session.timeout.ms", "10000")
-        .set_if_absent("queued.max.messages.kbytes", "65536")
-        // when that queue is full, librdkafka postpones the partitions' next fetch by this
-        // (default 1 s): a consumer that keeps up only barely then sat idle for most of a
-        // second each time (bench kafka, 300k messages: 78-98k -> 123-136k msg/s)
-        .set_if_absent("fetch.queue.backoff.ms", "20")
-        .set_if_absent("statistics.interval.ms", "1000")
+        .set_if_absent("session.timeout.ms", "10000");
+    for (key, v) in FETCH_DEFAULTS {
+        c.set_if_absent(key, v);
+    }
+    c.set_if_absent("statistics.interval.ms", "1000")
         .set_if_absent("partition.assignment.strategy", "cooperative-sticky");
     let consumer: AuditConsumer = c.create_with_context(Ctx { shared }).map_err(kafka_err)?;
     let topics: Vec<&str> = k.topics.iter().map(|t| t.name.as_str()).collect();
@@ -1235,6 +1244,112 @@ mod tests {
         assert_eq!(stats.written, 999);
         assert_eq!(stats.quarantined, 1);
         assert_eq!(stats.duplicates, 0);
+    }
+
+    /// A source that always has the next message ready (a broker far ahead of us), and
+    /// records the offsets stored.
+    #[derive(Default)]
+    struct EndlessSource {
+        handed: std::sync::atomic::AtomicU64,
+        stored: Mutex<HashMap<Tp, i64>>,
+    }
+
+    impl EndlessSource {
+        const PARTITIONS: u64 = 3;
+        fn next(&self) -> rdkafka::message::OwnedMessage {
+            let i = self.handed.fetch_add(1, Ordering::AcqRel);
+            rdkafka::message::OwnedMessage::new(
+                Some(msg(i as usize).into_bytes()),
+                None,
+                "t".into(),
+                rdkafka::Timestamp::CreateTime(0),
+                (i % Self::PARTITIONS) as i32,
+                (i / Self::PARTITIONS) as i64,
+                None,
+            )
+        }
+        /// Messages handed out whose offset is not stored yet (handed read first: a
+        /// message taken between the two reads is not counted, never counted twice).
+        fn in_flight(&self) -> u64 {
+            let handed = self.handed.load(Ordering::Acquire);
+            let stored: i64 = self.stored.lock().unwrap().values().sum();
+            handed.saturating_sub(stored as u64)
+        }
+    }
+
+    impl Source for EndlessSource {
+        type Msg<'a> = rdkafka::message::OwnedMessage;
+        fn recv(&self) -> impl std::future::Future<Output = KafkaResult<Self::Msg<'_>>> + Send {
+            // taken when polled: a select that picks another branch drops it unpolled
+            async move { Ok(self.next()) }
+        }
+        fn try_recv(&self) -> Option<KafkaResult<Self::Msg<'_>>> {
+            Some(Ok(self.next()))
+        }
+        fn store_offsets(&self, tpl: &TopicPartitionList) -> KafkaResult<()> {
+            let mut s = self.stored.lock().unwrap();
+            for e in tpl.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    s.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+            Ok(())
+        }
+        fn commit_sync(&self) -> KafkaResult<()> {
+            Ok(())
+        }
+    }
+
+    /// A source that delivers faster than the store writes: the receive loop waits on the
+    /// writer's bounded queue, so what it has taken but not yet made durable stays within
+    /// the open batch, the queued jobs and the one being written; on shutdown every
+    /// message taken is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_source_faster_than_the_store_keeps_what_is_in_flight_bounded() {
+        const ROWS: u64 = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let mut raw = crate::config::RawConfig::default();
+        raw.store.data_dir = dir.path().to_path_buf();
+        raw.kafka.bootstrap_servers = "unused:9092".into();
+        raw.kafka.group_id = "endless".into();
+        raw.kafka.topics = vec![crate::config::RawTopic {
+            name: "t".into(),
+            format: "k8s".into(),
+        }];
+        raw.pipeline.linger = "20ms".into();
+        raw.pipeline.batch_rows = ROWS as usize;
+        let cfg = Config::try_from(raw).unwrap();
+        let source = Arc::new(EndlessSource::default());
+        let token = CancellationToken::new();
+        let run = tokio::spawn({
+            let (cfg, token, source) = (cfg.clone(), token.clone(), source.clone());
+            async move { run_source(&cfg, Arc::new(Shared::default()), token, source).await }
+        });
+        let mut peak = 0;
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            peak = peak.max(source.in_flight());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        token.cancel();
+        let stats = run.await.unwrap().unwrap();
+        // a closed batch waiting for a queue slot, 4 queued jobs and the one being
+        // written (the next message is taken only once a slot is free)
+        let bound = 6 * ROWS;
+        let handed = source.handed.load(Ordering::Acquire);
+        eprintln!("{handed} messages in 3 s; in flight at most {peak} (bound {bound})");
+        assert!(
+            peak <= bound,
+            "in flight peaked at {peak} messages (bound {bound})"
+        );
+        assert!(
+            handed > 10 * bound,
+            "only {handed} messages went through in 3 s: the test shows nothing"
+        );
+        // drained on shutdown: everything taken is durable and its offset stored
+        assert_eq!(source.in_flight(), 0);
+        assert_eq!(stats.messages, handed);
+        assert_eq!(stats.written, handed);
     }
 
     /// A topic batch holds rows of several partitions; closing it stores each partition's
