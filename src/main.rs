@@ -261,7 +261,8 @@ enum BenchCmd {
         #[arg(long, default_value_t = 128)]
         partitions: i32,
     },
-    /// Produce at a fixed rate; p50/p99 from Kafka timestamp to stored with alerts.
+    /// Produce at a fixed rate; p50/p99 from Kafka timestamp to stored with alerts, next to
+    /// a bare consumer and to the pipeline with the broker taken out.
     Latency {
         #[arg(long)]
         bootstrap: Option<String>,
