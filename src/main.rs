@@ -8,6 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use auditwatch::app::{self, IngestConfig};
+use auditwatch::batch::BatchLimits;
+use auditwatch::decode::{DecodeOptions, Format};
+use auditwatch::query::OutputFormat;
 
 // mimalloc: the decode path allocates many small strings and large Arrow buffers per batch.
 #[global_allocator]
@@ -29,9 +32,6 @@ fn tune_allocator() {
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) }
     }
 }
-use auditwatch::batch::BatchLimits;
-use auditwatch::decode::{DecodeOptions, Format};
-use auditwatch::query::OutputFormat;
 
 #[derive(Parser)]
 #[command(
