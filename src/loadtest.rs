@@ -143,9 +143,7 @@ pub async fn bench_pipeline(
     // the pipeline, one input per source format, into a fresh store
     let store = work.join("store");
     let _ = std::fs::remove_dir_all(&store);
-    let n_rules = rules.as_ref().map_or(0, |r| {
-        r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
-    });
+    let n_rules = rule_count(rules.as_ref());
     let t = Instant::now();
     for (p, _, fmt) in &files {
         ingest(IngestConfig {
@@ -183,6 +181,14 @@ pub async fn bench_pipeline(
 /// producer's partitioner would).
 const MEMORY_PARTITIONS: i32 = 16;
 
+/// The in-memory source's partition for a message key (a fixed hash, like a producer's
+/// partitioner).
+fn memory_partition(key: &str) -> i32 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    (hasher.hash_one(key) % MEMORY_PARTITIONS as u64) as i32
+}
+
 struct Through {
     seconds: f64,
     written: u64,
@@ -192,17 +198,15 @@ struct Through {
 /// Runs `kafka::run_source` over the corpus pre-loaded into a [`kafka::MemorySource`]
 /// until every partition's last offset is stored (each message durable with its alerts).
 async fn consumer_path(c: &Corpus, rules: Option<Arc<RuleSet>>, data: &Path) -> Result<Through> {
-    use std::hash::{BuildHasher, BuildHasherDefault};
     let _ = std::fs::remove_dir_all(data);
     let source = Arc::new(kafka::MemorySource::default());
-    let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
     let mut end: std::collections::HashMap<(String, i32), i64> = Default::default();
     for (topic, msgs, keys) in [
         (TOPIC_K8S, &c.k8s, &c.keys_k8s),
         (TOPIC_VAULT, &c.vault, &c.keys_vault),
     ] {
         for (m, k) in msgs.iter().zip(keys) {
-            let p = (hasher.hash_one(k) % MEMORY_PARTITIONS as u64) as i32;
+            let p = memory_partition(k);
             let next = end.entry((topic.to_string(), p)).or_insert(0);
             source.push(topic, p, *next, Some(k.as_bytes()), m);
             *next += 1;
@@ -280,6 +284,15 @@ impl Broker {
 
     pub fn is_mock(&self) -> bool {
         self._mock.is_some()
+    }
+
+    /// What the reports call it.
+    pub fn label(&self) -> String {
+        if self.is_mock() {
+            "librdkafka mock cluster".into()
+        } else {
+            self.bootstrap.clone()
+        }
     }
 }
 
@@ -412,9 +425,7 @@ pub async fn bench_kafka(
     let data = work.join(format!("kafka-{run_id}"));
     let cfg = pipeline_config(&broker.bootstrap, &data, &format!("aw-{run_id}"))?;
     let shared = Arc::new(Shared::default());
-    let n_rules = rules.as_ref().map_or(0, |r| {
-        r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
-    });
+    let n_rules = rule_count(rules.as_ref());
     if let Some(r) = rules {
         shared.rules.set(r);
     }
@@ -423,7 +434,6 @@ pub async fn bench_kafka(
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     let token = CancellationToken::new();
-    let t = Instant::now();
     let run = {
         let (cfg, shared, token) = (cfg.clone(), shared.clone(), token.clone());
         tokio::spawn(async move { kafka::run(&cfg, shared, token).await })
@@ -463,18 +473,13 @@ pub async fn bench_kafka(
     }
     // measured from our first message received (after the group join), like the bare
     // consumer from its first message, to the last one stored with its alerts
-    let _ = t;
     tracing::info!(consumed_s = ?all_consumed, "all messages received by the pipeline");
     let secs = first.map_or(1.0, |f| f.elapsed().as_secs_f64());
     token.cancel();
     run.await.map_err(|e| Error::Config(e.to_string()))??;
     let ours = n as f64 / secs;
     Ok(KafkaReport {
-        broker: if broker.is_mock() {
-            "librdkafka mock cluster".into()
-        } else {
-            broker.bootstrap.clone()
-        },
+        broker: broker.label(),
         messages: n,
         bare_consumer_msgs_per_s: bare,
         pipeline_msgs_per_s: ours,
@@ -510,6 +515,20 @@ pub struct PacedLatency {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+}
+
+impl PacedLatency {
+    /// Quantiles of the latencies (seconds) of a run that produced at `achieved_rate`.
+    fn of(achieved_rate: f64, mut lat: Vec<f64>) -> PacedLatency {
+        lat.sort_by(f64::total_cmp);
+        PacedLatency {
+            achieved_rate,
+            messages: lat.len(),
+            p50_ms: quantile_ms(&lat, 0.5),
+            p99_ms: quantile_ms(&lat, 0.99),
+            max_ms: quantile_ms(&lat, 1.0),
+        }
+    }
 }
 
 /// A do-nothing librdkafka consumer of the bench topics (the reference for ours), with our
@@ -641,15 +660,8 @@ async fn bare_latency(
     let (_, achieved) = tokio::task::spawn_blocking(move || produce_paced(&bs, &c, rate))
         .await
         .map_err(|e| Error::Config(e.to_string()))??;
-    let mut lat = reader.await.map_err(|e| Error::Config(e.to_string()))?;
-    lat.sort_by(f64::total_cmp);
-    Ok(PacedLatency {
-        achieved_rate: achieved,
-        messages: lat.len(),
-        p50_ms: quantile_ms(&lat, 0.5),
-        p99_ms: quantile_ms(&lat, 0.99),
-        max_ms: quantile_ms(&lat, 1.0),
-    })
+    let lat = reader.await.map_err(|e| Error::Config(e.to_string()))?;
+    Ok(PacedLatency::of(achieved, lat))
 }
 
 /// Produce at `rate` for `duration` while the pipeline runs; latency from each message's
@@ -701,9 +713,7 @@ pub async fn bench_latency(
         cfg.kafka.properties.insert(k.to_string(), v.to_string());
     }
     let shared = Arc::new(Shared::default());
-    let n_rules = rules.as_ref().map_or(0, |r| {
-        r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
-    });
+    let n_rules = rule_count(rules.as_ref());
     if let Some(r) = rules {
         shared.rules.set(r);
     }
@@ -728,23 +738,18 @@ pub async fn bench_latency(
         .await
         .map_err(|e| Error::Config(e.to_string()))??;
     let (n, achieved) = produced;
-    let mut lat = probed(&shared, n).await;
+    let lat = probed(&shared, n).await;
     token.cancel();
     run.await.map_err(|e| Error::Config(e.to_string()))??;
-    lat.sort_by(f64::total_cmp);
-    let q = |p: f64| quantile_ms(&lat, p);
+    let ours = PacedLatency::of(achieved, lat);
     Ok(LatencyReport {
-        broker: if broker.is_mock() {
-            "librdkafka mock cluster".into()
-        } else {
-            broker.bootstrap.clone()
-        },
+        broker: broker.label(),
         target_rate: rate,
-        achieved_rate: achieved,
-        messages: lat.len(),
-        p50_ms: q(0.5),
-        p99_ms: q(0.99),
-        max_ms: q(1.0),
+        achieved_rate: ours.achieved_rate,
+        messages: ours.messages,
+        p50_ms: ours.p50_ms,
+        p99_ms: ours.p99_ms,
+        max_ms: ours.max_ms,
         linger_ms: linger.as_millis() as u64,
         rules: n_rules,
         bare_consumer,
@@ -785,7 +790,6 @@ async fn in_process_latency(
     rules: Option<Arc<RuleSet>>,
     data: &Path,
 ) -> Result<PacedLatency> {
-    use std::hash::{BuildHasher, BuildHasherDefault};
     let _ = std::fs::remove_dir_all(data);
     let source = Arc::new(kafka::MemorySource::default());
     let mut cfg = pipeline_config("unused:9092", data, "in-process-latency")?;
@@ -805,13 +809,12 @@ async fn in_process_latency(
         tokio::spawn(async move { kafka::run_source(&cfg, shared, token, source).await })
     };
     let (n, achieved) = tokio::task::spawn_blocking(move || {
-        let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
         let mut next: std::collections::HashMap<(&str, i32), i64> = Default::default();
         paced(
             &interleaved(&c),
             rate,
             |topic, key, m| {
-                let p = (hasher.hash_one(key) % MEMORY_PARTITIONS as u64) as i32;
+                let p = memory_partition(key);
                 let o = next.entry((topic, p)).or_insert(0);
                 source.push(topic, p, *o, Some(key.as_bytes()), m);
                 *o += 1;
@@ -821,16 +824,16 @@ async fn in_process_latency(
     })
     .await
     .map_err(|e| Error::Config(e.to_string()))?;
-    let mut lat = probed(&shared, n).await;
+    let lat = probed(&shared, n).await;
     token.cancel();
     run.await.map_err(|e| Error::Config(e.to_string()))??;
-    lat.sort_by(f64::total_cmp);
-    Ok(PacedLatency {
-        achieved_rate: achieved,
-        messages: lat.len(),
-        p50_ms: quantile_ms(&lat, 0.5),
-        p99_ms: quantile_ms(&lat, 0.99),
-        max_ms: quantile_ms(&lat, 1.0),
+    Ok(PacedLatency::of(achieved, lat))
+}
+
+/// Rules that raise alerts on their own (standalone detections and correlations).
+fn rule_count(rules: Option<&Arc<RuleSet>>) -> usize {
+    rules.map_or(0, |r| {
+        r.rules.iter().filter(|x| x.standalone).count() + r.correlations.len()
     })
 }
 

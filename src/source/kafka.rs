@@ -323,16 +323,21 @@ impl Source for MemorySource {
         self.queue.lock().expect("lock").pop_front().map(Ok)
     }
     fn store_offsets(&self, tpl: &TopicPartitionList) -> KafkaResult<()> {
-        let mut s = self.stored.lock().expect("lock");
-        for e in tpl.elements() {
-            if let Offset::Offset(o) = e.offset() {
-                s.insert((e.topic().to_string(), e.partition()), o);
-            }
-        }
+        record_offsets(&self.stored, tpl);
         Ok(())
     }
     fn commit_sync(&self) -> KafkaResult<()> {
         Ok(())
+    }
+}
+
+/// Records the offsets a pipeline stores (for sources without a broker to take them).
+fn record_offsets(stored: &Mutex<HashMap<Tp, i64>>, tpl: &TopicPartitionList) {
+    let mut s = stored.lock().expect("lock");
+    for e in tpl.elements() {
+        if let Offset::Offset(o) = e.offset() {
+            s.insert((e.topic().to_string(), e.partition()), o);
+        }
     }
 }
 
@@ -1177,6 +1182,21 @@ mod tests {
         )
     }
 
+    /// A pipeline over one Kubernetes topic `t` fed by a source of the test's own.
+    fn source_config(data: &std::path::Path, group: &str, batch_rows: usize) -> Config {
+        let mut raw = crate::config::RawConfig::default();
+        raw.store.data_dir = data.to_path_buf();
+        raw.kafka.bootstrap_servers = "unused:9092".into();
+        raw.kafka.group_id = group.into();
+        raw.kafka.topics = vec![crate::config::RawTopic {
+            name: "t".into(),
+            format: "k8s".into(),
+        }];
+        raw.pipeline.linger = "20ms".into();
+        raw.pipeline.batch_rows = batch_rows;
+        Config::try_from(raw).unwrap()
+    }
+
     /// Partitions are found by a borrowed `(&str, i32)` (no allocation per message).
     #[test]
     fn partition_lookup_by_borrowed_key() {
@@ -1202,17 +1222,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_source_stores_every_message_and_every_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let mut raw = crate::config::RawConfig::default();
-        raw.store.data_dir = dir.path().to_path_buf();
-        raw.kafka.bootstrap_servers = "unused:9092".into();
-        raw.kafka.group_id = "memory".into();
-        raw.kafka.topics = vec![crate::config::RawTopic {
-            name: "t".into(),
-            format: "k8s".into(),
-        }];
-        raw.pipeline.linger = "20ms".into();
-        raw.pipeline.batch_rows = 64;
-        let cfg = Config::try_from(raw).unwrap();
+        let cfg = source_config(dir.path(), "memory", 64);
         let source = Arc::new(MemorySource::default());
         let mut next = [0i64; 3];
         for i in 0..1000 {
@@ -1287,12 +1297,7 @@ mod tests {
             Some(Ok(self.next()))
         }
         fn store_offsets(&self, tpl: &TopicPartitionList) -> KafkaResult<()> {
-            let mut s = self.stored.lock().unwrap();
-            for e in tpl.elements() {
-                if let Offset::Offset(o) = e.offset() {
-                    s.insert((e.topic().to_string(), e.partition()), o);
-                }
-            }
+            record_offsets(&self.stored, tpl);
             Ok(())
         }
         fn commit_sync(&self) -> KafkaResult<()> {
@@ -1308,17 +1313,7 @@ mod tests {
     async fn a_source_faster_than_the_store_keeps_what_is_in_flight_bounded() {
         const ROWS: u64 = 200;
         let dir = tempfile::tempdir().unwrap();
-        let mut raw = crate::config::RawConfig::default();
-        raw.store.data_dir = dir.path().to_path_buf();
-        raw.kafka.bootstrap_servers = "unused:9092".into();
-        raw.kafka.group_id = "endless".into();
-        raw.kafka.topics = vec![crate::config::RawTopic {
-            name: "t".into(),
-            format: "k8s".into(),
-        }];
-        raw.pipeline.linger = "20ms".into();
-        raw.pipeline.batch_rows = ROWS as usize;
-        let cfg = Config::try_from(raw).unwrap();
+        let cfg = source_config(dir.path(), "endless", ROWS as usize);
         let source = Arc::new(EndlessSource::default());
         let token = CancellationToken::new();
         let run = tokio::spawn({
