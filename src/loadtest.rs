@@ -104,6 +104,8 @@ pub struct PipelineReport {
     /// The same records through `ingest` (one file per source, read from local disk).
     pub ingest_files_records_per_s: f64,
     pub ingest_files_ratio: f64,
+    /// CPU µs per record on the consumer path, by thread: where the time goes.
+    pub cpu_us_per_record: std::collections::BTreeMap<String, f64>,
 }
 
 /// Decode → batch → detect → store over pre-generated records, next to parse-only JSON.
@@ -174,7 +176,55 @@ pub async fn bench_pipeline(
         seconds: through.seconds,
         ingest_files_records_per_s: files_rate,
         ingest_files_ratio: files_rate / parse_rate,
+        cpu_us_per_record: through.cpu_us_per_event,
     })
+}
+
+/// CPU time this process's threads have used, in seconds, by thread kind (the name with
+/// digits and a trailing `-`/`:` index removed: `tokio-rt-worker`, `store-writer`,
+/// `rdk:broker`, ...). Linux only (from `/proc/self/task`); empty elsewhere.
+fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    // utime and stime are in clock ticks; Linux reports them in USER_HZ = 100
+    const TICKS_PER_S: f64 = 100.0;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ppid ...": comm may hold spaces, so split at the last ')'
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // fields after comm: state(0) ... utime(11) stime(12)
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let kind = comm
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches(['-', ':', '#'])
+            .to_string();
+        *out.entry(kind).or_insert(0.0) += (ticks(11) + ticks(12)) / TICKS_PER_S;
+    }
+    out
+}
+
+/// CPU microseconds per event by thread kind between two [`thread_cpu`] readings.
+fn cpu_per_event(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    events: usize,
+) -> std::collections::BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, a)| {
+            let d = a - before.get(k).copied().unwrap_or(0.0);
+            (k.clone(), d * 1e6 / events.max(1) as f64)
+        })
+        .filter(|(_, us)| *us >= 0.05)
+        .collect()
 }
 
 /// Partitions per topic of the in-memory source (keys spread records over them as a
@@ -193,6 +243,7 @@ struct Through {
     seconds: f64,
     written: u64,
     alerts: u64,
+    cpu_us_per_event: std::collections::BTreeMap<String, f64>,
 }
 
 /// Runs `kafka::run_source` over the corpus pre-loaded into a [`kafka::MemorySource`]
@@ -218,6 +269,7 @@ async fn consumer_path(c: &Corpus, rules: Option<Arc<RuleSet>>, data: &Path) -> 
         shared.rules.set(r);
     }
     let token = CancellationToken::new();
+    let cpu_before = thread_cpu();
     let t = Instant::now();
     let run = {
         let (cfg, shared, token, source) =
@@ -245,12 +297,15 @@ async fn consumer_path(c: &Corpus, rules: Option<Arc<RuleSet>>, data: &Path) -> 
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let seconds = t.elapsed().as_secs_f64();
+    // before the pipeline's threads end
+    let cpu_us_per_event = cpu_per_event(&cpu_before, &thread_cpu(), c.len());
     token.cancel();
     let stats = run.await.map_err(|e| Error::Config(e.to_string()))??;
     Ok(Through {
         seconds,
         written: stats.written,
         alerts: stats.alerts,
+        cpu_us_per_event,
     })
 }
 
@@ -365,6 +420,8 @@ pub struct KafkaReport {
     pub pipeline_msgs_per_s: f64,
     pub ratio: f64,
     pub rules: usize,
+    /// CPU µs per message while our pipeline ran, by thread (the mock broker's included).
+    pub cpu_us_per_msg: std::collections::BTreeMap<String, f64>,
 }
 
 /// Our whole Kafka pipeline against a do-nothing consumer on the same broker and topics.
@@ -434,6 +491,7 @@ pub async fn bench_kafka(
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     let token = CancellationToken::new();
+    let cpu_before = thread_cpu();
     let run = {
         let (cfg, shared, token) = (cfg.clone(), shared.clone(), token.clone());
         tokio::spawn(async move { kafka::run(&cfg, shared, token).await })
@@ -475,6 +533,7 @@ pub async fn bench_kafka(
     // consumer from its first message, to the last one stored with its alerts
     tracing::info!(consumed_s = ?all_consumed, "all messages received by the pipeline");
     let secs = first.map_or(1.0, |f| f.elapsed().as_secs_f64());
+    let cpu_us_per_msg = cpu_per_event(&cpu_before, &thread_cpu(), n);
     token.cancel();
     run.await.map_err(|e| Error::Config(e.to_string()))??;
     let ours = n as f64 / secs;
@@ -485,6 +544,7 @@ pub async fn bench_kafka(
         pipeline_msgs_per_s: ours,
         ratio: ours / bare,
         rules: n_rules,
+        cpu_us_per_msg,
     })
 }
 

@@ -90,6 +90,9 @@ const UNCOMPRESSED_ON_INGEST: &[&str] = &[
     "kafka_partition",
 ];
 
+/// Columns written without a dictionary: (nearly) every row has its own value.
+const UNIQUE_PER_ROW: &[&str] = &["time", "event_id", "row_key", "kafka_offset", "raw"];
+
 impl Store {
     /// Opens (creating if needed) a store in a local directory.
     pub fn open_local(dir: &Path) -> Result<Self> {
@@ -297,8 +300,24 @@ impl Store {
                 props = props.set_column_compression(col, Compression::UNCOMPRESSED);
             }
         }
+        // Columns of (nearly) one value per row: a dictionary only costs there. Under
+        // ~1 MB a column chunk stays dictionary-encoded, so on the small files a batch
+        // spread over many hours makes, every `raw` value was hashed, interned and copied
+        // into a dictionary page as long as the data itself.
+        for c in UNIQUE_PER_ROW {
+            if batch.schema().column_with_name(c).is_some() {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+            }
+        }
         for c in bloom {
-            props = props.set_column_bloom_filter_enabled(ColumnPath::from(*c), true);
+            // sized for this file's rows (the default is sized for a million distinct
+            // values: a 1 MB filter allocated, cleared and folded down per file)
+            props = props
+                .set_column_bloom_filter_enabled(ColumnPath::from(*c), true)
+                .set_column_bloom_filter_max_ndv(
+                    ColumnPath::from(*c),
+                    batch.num_rows().max(1) as u64,
+                );
         }
         let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4);
         let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.build()))?;
@@ -493,6 +512,22 @@ mod tests {
                     "LZ4_RAW"
                 };
                 assert!(c.compression().to_string().starts_with(want), "{name}");
+                // no dictionary for columns of one value per row; the rest keep theirs
+                let dict = c.dictionary_page_offset().is_some();
+                if UNIQUE_PER_ROW.contains(&name.as_str()) {
+                    assert!(!dict, "{name}");
+                } else if batch.schema().field_with_name(&name).unwrap().data_type()
+                    == &datafusion::arrow::datatypes::DataType::Utf8
+                {
+                    assert!(dict, "{name}");
+                }
+                // bloom filters sized for the file's ~21 rows, not a million values
+                if ["actor", "resource_path"].contains(&name.as_str()) {
+                    let len = c.bloom_filter_length().expect("bloom filter") as usize;
+                    assert!(len <= 1024, "{name}: {len} byte bloom filter");
+                } else {
+                    assert!(c.bloom_filter_offset().is_none(), "{name}");
+                }
             }
             let rows: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
             let mut keys = Vec::new();
