@@ -801,6 +801,12 @@ pub async fn bench_latency(
     let lat = probed(&shared, n).await;
     token.cancel();
     run.await.map_err(|e| Error::Config(e.to_string()))??;
+    if lat.len() < n {
+        return Err(Error::Config(format!(
+            "{} of {n} produced messages reached the store within 60 s: percentiles over the rest would hide them (a mock cluster keeps only ~5 MB per partition; try more --partitions or a lower --rate)",
+            lat.len()
+        )));
+    }
     let ours = PacedLatency::of(achieved, lat);
     Ok(LatencyReport {
         broker: broker.label(),
@@ -902,4 +908,97 @@ pub fn work_dir(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("auditwatch-bench-{}", std::process::id()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-thread CPU reading finds a busy named thread and groups it by kind.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn thread_cpu_counts_a_busy_named_thread_under_its_kind() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let before = thread_cpu();
+        let t = std::thread::Builder::new()
+            .name("burner-7".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut x = 0u64;
+                while start.elapsed() < Duration::from_millis(300) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                done_tx.send(()).unwrap();
+                // alive until read: an ended thread leaves /proc/self/task
+                hold_rx.recv().unwrap();
+                x
+            })
+            .unwrap();
+        done_rx.recv().unwrap();
+        let per_event = cpu_per_event(&before, &thread_cpu(), 1);
+        hold_tx.send(()).unwrap();
+        t.join().unwrap();
+        let burned = per_event.get("burner").copied().unwrap_or(0.0);
+        // 300 ms of spinning: at least 150 ms of CPU even on a busy machine
+        assert!(burned >= 150_000.0, "{per_event:?}");
+        assert!(!per_event.contains_key("burner-7"), "{per_event:?}");
+    }
+
+    #[test]
+    fn quantiles_of_a_paced_run() {
+        let lat: Vec<f64> = (1..=100).rev().map(|i| i as f64 / 1000.0).collect();
+        let q = PacedLatency::of(100.0, lat);
+        assert_eq!(q.messages, 100);
+        assert!(q.p50_ms <= q.p99_ms && q.p99_ms <= q.max_ms, "{q:?}");
+        assert_eq!(q.max_ms, 100.0);
+        assert!((49.0..=51.0).contains(&q.p50_ms), "{q:?}");
+    }
+
+    /// `bench kafka` on a small corpus: every message produced to the mock is stored, the
+    /// reference consumer read them all, and the CPU breakdown names the writer thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_kafka_stores_every_message_of_a_small_run() {
+        let work = tempfile::tempdir().unwrap();
+        let r = bench_kafka(None, 3_000, 8, None, work.path())
+            .await
+            .unwrap();
+        assert_eq!(r.messages, 3_000);
+        assert!(
+            r.pipeline_msgs_per_s > 0.0 && r.bare_consumer_msgs_per_s > 0.0,
+            "{r:?}"
+        );
+        #[cfg(target_os = "linux")]
+        assert!(r.cpu_us_per_msg.contains_key("store-writer"), "{r:?}");
+    }
+
+    /// `bench latency` at a low rate: each of the three measurements saw every message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_latency_measures_every_produced_message() {
+        let work = tempfile::tempdir().unwrap();
+        let r = bench_latency(
+            None,
+            400,
+            Duration::from_secs(1),
+            4,
+            Duration::from_millis(50),
+            None,
+            work.path(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.messages, 400, "{r:?}");
+        assert_eq!(r.bare_consumer.messages, 400, "{r:?}");
+        assert_eq!(r.in_process.messages, 400, "{r:?}");
+        for q in [
+            (r.p50_ms, r.p99_ms, r.max_ms),
+            (
+                r.in_process.p50_ms,
+                r.in_process.p99_ms,
+                r.in_process.max_ms,
+            ),
+        ] {
+            assert!(q.0 <= q.1 && q.1 <= q.2, "{r:?}");
+        }
+    }
 }
