@@ -420,6 +420,7 @@ pub struct KafkaReport {
     pub pipeline_msgs_per_s: f64,
     pub ratio: f64,
     pub rules: usize,
+    pub linger_ms: u64,
     /// CPU µs per message while our pipeline ran, by thread (the mock broker's included).
     pub cpu_us_per_msg: std::collections::BTreeMap<String, f64>,
 }
@@ -429,6 +430,7 @@ pub async fn bench_kafka(
     bootstrap: Option<&str>,
     messages: usize,
     partitions: i32,
+    linger: Duration,
     rules: Option<Arc<RuleSet>>,
     work: &Path,
 ) -> Result<KafkaReport> {
@@ -480,7 +482,8 @@ pub async fn bench_kafka(
 
     // 2. our pipeline, until every message is stored
     let data = work.join(format!("kafka-{run_id}"));
-    let cfg = pipeline_config(&broker.bootstrap, &data, &format!("aw-{run_id}"))?;
+    let mut cfg = pipeline_config(&broker.bootstrap, &data, &format!("aw-{run_id}"))?;
+    cfg.linger = linger;
     let shared = Arc::new(Shared::default());
     let n_rules = rule_count(rules.as_ref());
     if let Some(r) = rules {
@@ -544,6 +547,7 @@ pub async fn bench_kafka(
         pipeline_msgs_per_s: ours,
         ratio: ours / bare,
         rules: n_rules,
+        linger_ms: linger.as_millis() as u64,
         cpu_us_per_msg,
     })
 }
@@ -960,9 +964,16 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bench_kafka_stores_every_message_of_a_small_run() {
         let work = tempfile::tempdir().unwrap();
-        let r = bench_kafka(None, 3_000, 8, None, work.path())
-            .await
-            .unwrap();
+        let r = bench_kafka(
+            None,
+            3_000,
+            8,
+            Duration::from_millis(100),
+            None,
+            work.path(),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.messages, 3_000);
         assert!(
             r.pipeline_msgs_per_s > 0.0 && r.bare_consumer_msgs_per_s > 0.0,

@@ -260,6 +260,10 @@ enum BenchCmd {
         /// Partitions per topic of the mock cluster (it keeps ~5 MB per partition).
         #[arg(long, default_value_t = 128)]
         partitions: i32,
+        /// The pipeline's batch linger (`pipeline.linger`) for the run. The last batch
+        /// waits this long before it is written, and the run ends when it is.
+        #[arg(long, default_value = "100ms")]
+        linger: humantime::Duration,
     },
     /// Produce at a fixed rate; p50/p99 from Kafka timestamp to stored with alerts, next to
     /// a bare consumer and to the pipeline with the broker taken out.
@@ -556,11 +560,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         bootstrap,
                         messages,
                         partitions,
+                        linger,
                     } => serde_json::to_string_pretty(
                         &loadtest::bench_kafka(
                             bootstrap.as_deref(),
                             messages,
                             partitions,
+                            linger.into(),
                             rules,
                             &work,
                         )
