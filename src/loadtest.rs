@@ -264,10 +264,7 @@ async fn consumer_path(c: &Corpus, rules: Option<Arc<RuleSet>>, data: &Path) -> 
         }
     }
     let cfg = pipeline_config("unused:9092", data, "memory")?;
-    let shared = Arc::new(Shared::default());
-    if let Some(r) = rules {
-        shared.rules.set(r);
-    }
+    let shared = pipeline_shared(rules);
     let token = CancellationToken::new();
     let cpu_before = thread_cpu();
     let t = Instant::now();
@@ -389,6 +386,23 @@ pub fn produce_all(bootstrap: &str, c: &Corpus) -> Result<()> {
         .map_err(|e| Error::Kafka(e.to_string()))
 }
 
+/// The state a bench run shares with its pipeline, with `rules` loaded.
+fn pipeline_shared(rules: Option<Arc<RuleSet>>) -> Arc<Shared> {
+    let shared = Arc::new(Shared::default());
+    if let Some(r) = rules {
+        shared.rules.set(r);
+    }
+    shared
+}
+
+/// From now on the pipeline records each stored message's produce→stored latency.
+fn start_probe(shared: &Shared) {
+    *shared
+        .latency_probe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+}
+
 fn pipeline_config(bootstrap: &str, data: &Path, group: &str) -> Result<Config> {
     let mut raw = RawConfig::default();
     raw.store.data_dir = data.to_path_buf();
@@ -484,15 +498,9 @@ pub async fn bench_kafka(
     let data = work.join(format!("kafka-{run_id}"));
     let mut cfg = pipeline_config(&broker.bootstrap, &data, &format!("aw-{run_id}"))?;
     cfg.linger = linger;
-    let shared = Arc::new(Shared::default());
     let n_rules = rule_count(rules.as_ref());
-    if let Some(r) = rules {
-        shared.rules.set(r);
-    }
-    *shared
-        .latency_probe
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    let shared = pipeline_shared(rules);
+    start_probe(&shared);
     let token = CancellationToken::new();
     let cpu_before = thread_cpu();
     let run = {
@@ -776,11 +784,8 @@ pub async fn bench_latency(
     for (k, v) in fetch {
         cfg.kafka.properties.insert(k.to_string(), v.to_string());
     }
-    let shared = Arc::new(Shared::default());
     let n_rules = rule_count(rules.as_ref());
-    if let Some(r) = rules {
-        shared.rules.set(r);
-    }
+    let shared = pipeline_shared(rules);
     let token = CancellationToken::new();
     let run = {
         let (cfg, shared, token) = (cfg.clone(), shared.clone(), token.clone());
@@ -792,10 +797,7 @@ pub async fn bench_latency(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    *shared
-        .latency_probe
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    start_probe(&shared);
     let bs = broker.bootstrap.clone();
     let pc = c.clone();
     let produced = tokio::task::spawn_blocking(move || produce_paced(&bs, &pc, rate))
@@ -864,14 +866,8 @@ async fn in_process_latency(
     let source = Arc::new(kafka::MemorySource::default());
     let mut cfg = pipeline_config("unused:9092", data, "in-process-latency")?;
     cfg.linger = linger;
-    let shared = Arc::new(Shared::default());
-    if let Some(r) = rules {
-        shared.rules.set(r);
-    }
-    *shared
-        .latency_probe
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    let shared = pipeline_shared(rules);
+    start_probe(&shared);
     let token = CancellationToken::new();
     let run = {
         let (cfg, shared, token, source) =
