@@ -30,7 +30,7 @@ use crate::config::{Config, RawConfig, RawTopic};
 use crate::decode::{DecodeOptions, Format};
 use crate::detect::RuleSet;
 use crate::error::{Error, Result};
-use crate::generate::{GenSource, GenerateOptions, Generator};
+use crate::generate::{GenSource, GenerateOptions, Generator, LiveOptions};
 use crate::source::kafka::{self, Shared};
 
 const TOPIC_K8S: &str = "bench-k8s";
@@ -43,6 +43,9 @@ pub struct Corpus {
     pub keys_k8s: Vec<String>,
     pub keys_vault: Vec<String>,
     pub bytes: u64,
+    pub traffic: Traffic,
+    /// Event times of the first and last record, µs.
+    pub span_us: (i64, i64),
 }
 
 impl Corpus {
@@ -52,28 +55,73 @@ impl Corpus {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    pub fn bytes_per_record(&self) -> f64 {
+        self.bytes as f64 / self.len().max(1) as f64
+    }
+    /// Simulated time from the first record to the last, seconds.
+    pub fn span_seconds(&self) -> f64 {
+        (self.span_us.1 - self.span_us.0).max(0) as f64 / 1e6
+    }
 }
 
-/// `n` records of the default simulated organisation (with its attacks), keyed by event
-/// id (both entries of a Vault request share it, so they still meet on one partition):
-/// keyed by actor, as `generate --kafka` does, a few busy controllers fill single
-/// partitions past what the mock cluster keeps.
-pub fn corpus(n: usize, seed: u64) -> Result<Corpus> {
-    let mut g = Generator::new(GenerateOptions {
-        seed,
-        days: 60,
-        ..Default::default()
-    })?;
+/// What the generated records look like in time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Traffic {
+    /// Live traffic of an organisation sending about this many events per second,
+    /// stamped from now on: what a consumer keeping up with a busy cluster sees (each
+    /// batch falls into one or two hourly store partitions).
+    Live { rate: f64 },
+    /// The default organisation's simulated days replayed from their start (about 211k
+    /// records per weekday, attacks included): a backlog, where each batch spans many
+    /// hours and so is cut into many small files.
+    Replay,
+}
+
+impl Traffic {
+    pub fn label(&self) -> String {
+        match self {
+            Traffic::Live { rate } => format!("live, an organisation sending {rate:.0} events/s"),
+            Traffic::Replay => "replay of simulated days (batches span many hours)".into(),
+        }
+    }
+}
+
+/// `n` records of the default simulated organisation (with its attacks when replayed),
+/// keyed by event id (both entries of a Vault request share it, so they still meet on one
+/// partition): keyed by actor, as `generate --kafka` does, a few busy controllers fill
+/// single partitions past what the mock cluster keeps.
+pub fn corpus(n: usize, seed: u64, traffic: Traffic) -> Result<Corpus> {
+    let mut g = match traffic {
+        Traffic::Replay => Generator::new(GenerateOptions {
+            seed,
+            days: 60,
+            ..Default::default()
+        })?,
+        Traffic::Live { rate } => Generator::live(
+            GenerateOptions {
+                seed,
+                live: Some(LiveOptions {
+                    target_rate: Some(rate),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            std::time::SystemTime::now(),
+        )?,
+    };
     let mut c = Corpus {
         k8s: Vec::new(),
         vault: Vec::new(),
         keys_k8s: Vec::new(),
         keys_vault: Vec::new(),
         bytes: 0,
+        traffic,
+        span_us: (i64::MAX, i64::MIN),
     };
     while c.len() < n {
         let Some(ev) = g.next_event() else { break };
         c.bytes += ev.bytes.len() as u64;
+        c.span_us = (c.span_us.0.min(ev.time_us), c.span_us.1.max(ev.time_us));
         match ev.source {
             GenSource::Kubernetes => {
                 c.k8s.push(ev.bytes);
@@ -90,8 +138,12 @@ pub fn corpus(n: usize, seed: u64) -> Result<Corpus> {
 
 #[derive(Debug, Serialize)]
 pub struct PipelineReport {
+    pub traffic: String,
+    /// Event time from the first generated record to the last.
+    pub simulated_seconds: f64,
     pub records: usize,
     pub bytes: u64,
+    pub bytes_per_record: f64,
     pub rules: usize,
     pub parse_only_records_per_s: f64,
     /// The Kafka consumer-side path (`run` over pre-loaded messages): decode → batch →
@@ -99,22 +151,27 @@ pub struct PipelineReport {
     pub pipeline_records_per_s: f64,
     pub ratio: f64,
     pub rows_stored: u64,
+    /// Event files the consumer path wrote (one per source and hour per batch).
+    pub event_files: u64,
     pub alerts: u64,
     pub seconds: f64,
     /// The same records through `ingest` (one file per source, read from local disk).
     pub ingest_files_records_per_s: f64,
     pub ingest_files_ratio: f64,
     /// CPU µs per record on the consumer path, by thread: where the time goes.
-    pub cpu_us_per_record: std::collections::BTreeMap<String, f64>,
+    pub cpu_us_per_record: PerThread,
+    /// Minor page faults per 1,000 records on the consumer path, by thread.
+    pub faults_per_1k_records: PerThread,
 }
 
 /// Decode → batch → detect → store over pre-generated records, next to parse-only JSON.
 pub async fn bench_pipeline(
     records: usize,
+    traffic: Traffic,
     rules: Option<Arc<RuleSet>>,
     work: &Path,
 ) -> Result<PipelineReport> {
-    let c = corpus(records, 7)?;
+    let c = corpus(records, 7, traffic)?;
     std::fs::create_dir_all(work)?;
     let files = [
         (work.join("k8s.jsonl"), &c.k8s, Format::Kubernetes),
@@ -165,31 +222,36 @@ pub async fn bench_pipeline(
     let through = consumer_path(&c, rules, &work.join("consumer-path")).await?;
     let rate = c.len() as f64 / through.seconds;
     Ok(PipelineReport {
+        traffic: traffic.label(),
+        simulated_seconds: c.span_seconds(),
         records: c.len(),
         bytes: c.bytes,
+        bytes_per_record: c.bytes_per_record(),
         rules: n_rules,
         parse_only_records_per_s: parse_rate,
         pipeline_records_per_s: rate,
         ratio: rate / parse_rate,
         rows_stored: through.written,
+        event_files: through.files,
         alerts: through.alerts,
         seconds: through.seconds,
         ingest_files_records_per_s: files_rate,
         ingest_files_ratio: files_rate / parse_rate,
         cpu_us_per_record: through.cpu_us_per_event,
+        faults_per_1k_records: through.faults_per_1k_events,
     })
 }
 
-/// CPU time this process's threads have used, in seconds, by thread kind (the name with
-/// digits and a trailing `-`/`:` index removed: `tokio-rt-worker`, `store-writer`,
-/// `rdk:broker`, ...). Linux only (from `/proc/self/task`); empty elsewhere.
-fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
+pub type PerThread = std::collections::BTreeMap<String, f64>;
+
+/// A reading of `/proc/self/task/*/stat` summed by thread kind (the name with digits and a
+/// trailing `-`/`:` index removed: `tokio-rt-worker`, `store-writer`, `rdk:broker`, ...).
+/// `read` gets a thread's fields after its name (state is 0). Linux only; empty elsewhere.
+fn per_thread(read: impl Fn(&[&str]) -> f64) -> PerThread {
+    let mut out = PerThread::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return out;
     };
-    // utime and stime are in clock ticks; Linux reports them in USER_HZ = 100
-    const TICKS_PER_S: f64 = 100.0;
     for t in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
             continue;
@@ -200,31 +262,64 @@ fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
         };
         let comm = &stat[open + 1..close];
         let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // fields after comm: state(0) ... utime(11) stime(12)
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         let kind = comm
             .trim_end_matches(|c: char| c.is_ascii_digit())
             .trim_end_matches(['-', ':', '#'])
             .to_string();
-        *out.entry(kind).or_insert(0.0) += (ticks(11) + ticks(12)) / TICKS_PER_S;
+        *out.entry(kind).or_insert(0.0) += read(&f);
     }
     out
 }
 
-/// CPU microseconds per event by thread kind between two [`thread_cpu`] readings.
-fn cpu_per_event(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
+fn stat_field(f: &[&str], i: usize) -> f64 {
+    f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+}
+
+/// CPU time this process's threads have used, in seconds, by thread kind.
+fn thread_cpu() -> PerThread {
+    // utime(11) and stime(12), in clock ticks; Linux reports them in USER_HZ = 100
+    per_thread(|f| (stat_field(f, 11) + stat_field(f, 12)) / 100.0)
+}
+
+/// Minor page faults of this process's threads by thread kind: touching memory the
+/// kernel must first map and zero (fresh allocations).
+fn thread_faults() -> PerThread {
+    per_thread(|f| stat_field(f, 7))
+}
+
+/// Both readings, taken together.
+fn thread_usage() -> (PerThread, PerThread) {
+    (thread_cpu(), thread_faults())
+}
+
+/// The change between two readings per event, times `scale`, by thread kind (kinds
+/// under `min` left out).
+fn per_event(
+    before: &PerThread,
+    after: &PerThread,
     events: usize,
-) -> std::collections::BTreeMap<String, f64> {
+    scale: f64,
+    min: f64,
+) -> PerThread {
     after
         .iter()
         .map(|(k, a)| {
             let d = a - before.get(k).copied().unwrap_or(0.0);
-            (k.clone(), d * 1e6 / events.max(1) as f64)
+            (k.clone(), d * scale / events.max(1) as f64)
         })
-        .filter(|(_, us)| *us >= 0.05)
+        .filter(|(_, v)| *v >= min)
         .collect()
+}
+
+/// CPU microseconds per event by thread kind between two [`thread_cpu`] readings.
+fn cpu_per_event(before: &PerThread, after: &PerThread, events: usize) -> PerThread {
+    per_event(before, after, events, 1e6, 0.05)
+}
+
+/// Minor page faults per 1,000 events by thread kind between two [`thread_faults`]
+/// readings.
+fn faults_per_1k_events(before: &PerThread, after: &PerThread, events: usize) -> PerThread {
+    per_event(before, after, events, 1e3, 0.5)
 }
 
 /// Partitions per topic of the in-memory source (keys spread records over them as a
@@ -243,7 +338,9 @@ struct Through {
     seconds: f64,
     written: u64,
     alerts: u64,
-    cpu_us_per_event: std::collections::BTreeMap<String, f64>,
+    files: u64,
+    cpu_us_per_event: PerThread,
+    faults_per_1k_events: PerThread,
 }
 
 /// Runs `kafka::run_source` over the corpus pre-loaded into a [`kafka::MemorySource`]
@@ -266,7 +363,7 @@ async fn consumer_path(c: &Corpus, rules: Option<Arc<RuleSet>>, data: &Path) -> 
     let cfg = pipeline_config("unused:9092", data, "memory")?;
     let shared = pipeline_shared(rules);
     let token = CancellationToken::new();
-    let cpu_before = thread_cpu();
+    let before = thread_usage();
     let t = Instant::now();
     let run = {
         let (cfg, shared, token, source) =
@@ -295,14 +392,18 @@ async fn consumer_path(c: &Corpus, rules: Option<Arc<RuleSet>>, data: &Path) -> 
     }
     let seconds = t.elapsed().as_secs_f64();
     // before the pipeline's threads end
-    let cpu_us_per_event = cpu_per_event(&cpu_before, &thread_cpu(), c.len());
+    let after = thread_usage();
+    let cpu_us_per_event = cpu_per_event(&before.0, &after.0, c.len());
+    let faults = faults_per_1k_events(&before.1, &after.1, c.len());
     token.cancel();
     let stats = run.await.map_err(|e| Error::Config(e.to_string()))??;
     Ok(Through {
         seconds,
         written: stats.written,
         alerts: stats.alerts,
+        files: stats.files,
         cpu_us_per_event,
+        faults_per_1k_events: faults,
     })
 }
 
@@ -429,14 +530,29 @@ fn pipeline_config(bootstrap: &str, data: &Path, group: &str) -> Result<Config> 
 #[derive(Debug, Serialize)]
 pub struct KafkaReport {
     pub broker: String,
+    pub traffic: String,
+    pub simulated_seconds: f64,
     pub messages: usize,
+    pub bytes_per_msg: f64,
     pub bare_consumer_msgs_per_s: f64,
+    /// From our first message received to the last stored with its alerts.
     pub pipeline_msgs_per_s: f64,
     pub ratio: f64,
+    /// From the first third of the messages stored to the last: the sustained rate,
+    /// without the group join and the first touch of the pipeline's memory.
+    pub pipeline_steady_msgs_per_s: f64,
+    pub steady_ratio: f64,
     pub rules: usize,
     pub linger_ms: u64,
-    /// CPU µs per message while our pipeline ran, by thread (the mock broker's included).
-    pub cpu_us_per_msg: std::collections::BTreeMap<String, f64>,
+    /// Event files the pipeline wrote (one per source and hour per batch).
+    pub event_files: u64,
+    /// CPU µs per message over the steady part of the run, by thread (the mock broker's
+    /// included).
+    pub cpu_us_per_msg: PerThread,
+    /// Minor page faults per 1,000 messages over the steady part, by thread.
+    pub faults_per_1k_msgs: PerThread,
+    /// The same over the first third (memory the pipeline touches for the first time).
+    pub faults_per_1k_msgs_first_third: PerThread,
 }
 
 /// Our whole Kafka pipeline against a do-nothing consumer on the same broker and topics.
@@ -445,11 +561,12 @@ pub async fn bench_kafka(
     messages: usize,
     partitions: i32,
     linger: Duration,
+    traffic: Traffic,
     rules: Option<Arc<RuleSet>>,
     work: &Path,
 ) -> Result<KafkaReport> {
     let broker = Broker::open(bootstrap, partitions)?;
-    let c = corpus(messages, 11)?;
+    let c = corpus(messages, 11, traffic)?;
     // the mock keeps about the last 5 MB per partition: stay well under it (keys spread
     // messages unevenly)
     let per_part =
@@ -502,12 +619,13 @@ pub async fn bench_kafka(
     let shared = pipeline_shared(rules);
     start_probe(&shared);
     let token = CancellationToken::new();
-    let cpu_before = thread_cpu();
+    let usage_before = thread_usage();
     let run = {
         let (cfg, shared, token) = (cfg.clone(), shared.clone(), token.clone());
         tokio::spawn(async move { kafka::run(&cfg, shared, token).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(900);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(900);
     let mut first: Option<Instant> = None;
     let consumed = || {
         [TOPIC_K8S, TOPIC_VAULT]
@@ -522,6 +640,9 @@ pub async fn bench_kafka(
     };
     let before = consumed();
     let mut all_consumed = None;
+    // the first third warms up (the group join, first-touch of the pipeline's working set
+    // of batch buffers): steady throughput is measured over the rest
+    let mut warm: Option<(Instant, usize, (PerThread, PerThread))> = None;
     loop {
         let done = shared
             .latency_probe
@@ -535,6 +656,9 @@ pub async fn bench_kafka(
         if all_consumed.is_none() && consumed() >= before + n as u64 {
             all_consumed = first.map(|f| f.elapsed().as_secs_f64());
         }
+        if warm.is_none() && done >= n / 3 && done < n {
+            warm = Some((Instant::now(), done, thread_usage()));
+        }
         if done >= n || Instant::now() > deadline {
             break;
         }
@@ -544,25 +668,43 @@ pub async fn bench_kafka(
     // consumer from its first message, to the last one stored with its alerts
     tracing::info!(consumed_s = ?all_consumed, "all messages received by the pipeline");
     let secs = first.map_or(1.0, |f| f.elapsed().as_secs_f64());
-    let cpu_us_per_msg = cpu_per_event(&cpu_before, &thread_cpu(), n);
+    let usage = thread_usage();
+    // a run stored in one or two batches has no reading in between: the whole run then
+    let (warm_at, warm_done, warm_usage) =
+        warm.unwrap_or_else(|| (first.unwrap_or(start), 0, usage_before.clone()));
+    let steady_n = n - warm_done;
+
+    let steady = steady_n as f64 / warm_at.elapsed().as_secs_f64();
+    let cpu_us_per_msg = cpu_per_event(&warm_usage.0, &usage.0, steady_n);
+    let faults_per_1k_msgs = faults_per_1k_events(&warm_usage.1, &usage.1, steady_n);
+    let faults_first_third = faults_per_1k_events(&usage_before.1, &warm_usage.1, warm_done);
     token.cancel();
-    run.await.map_err(|e| Error::Config(e.to_string()))??;
+    let stats = run.await.map_err(|e| Error::Config(e.to_string()))??;
     let ours = n as f64 / secs;
     Ok(KafkaReport {
         broker: broker.label(),
+        traffic: traffic.label(),
+        simulated_seconds: c.span_seconds(),
         messages: n,
+        bytes_per_msg: c.bytes_per_record(),
         bare_consumer_msgs_per_s: bare,
         pipeline_msgs_per_s: ours,
         ratio: ours / bare,
+        pipeline_steady_msgs_per_s: steady,
+        steady_ratio: steady / bare,
         rules: n_rules,
         linger_ms: linger.as_millis() as u64,
+        event_files: stats.files,
         cpu_us_per_msg,
+        faults_per_1k_msgs,
+        faults_per_1k_msgs_first_third: faults_first_third,
     })
 }
 
 #[derive(Debug, Serialize)]
 pub struct LatencyReport {
     pub broker: String,
+    pub traffic: String,
     pub target_rate: u64,
     pub achieved_rate: f64,
     pub messages: usize,
@@ -736,20 +878,43 @@ async fn bare_latency(
     Ok(PacedLatency::of(achieved, lat))
 }
 
+/// What `bench latency` produces and how the pipeline batches it.
+#[derive(Debug, Clone, Copy)]
+pub struct LatencyRun {
+    /// Messages per second.
+    pub rate: u64,
+    pub duration: Duration,
+    /// Partitions per topic of the mock cluster.
+    pub partitions: i32,
+    /// The pipeline's batch linger.
+    pub linger: Duration,
+    /// Replayed simulated days instead of live traffic at `rate`.
+    pub replay: bool,
+}
+
 /// Produce at `rate` for `duration` while the pipeline runs; latency from each message's
 /// Kafka timestamp to its batch being stored with its alerts.
 pub async fn bench_latency(
     bootstrap: Option<&str>,
-    rate: u64,
-    duration: Duration,
-    partitions: i32,
-    linger: Duration,
+    run: LatencyRun,
     rules: Option<Arc<RuleSet>>,
     work: &Path,
 ) -> Result<LatencyReport> {
+    let LatencyRun {
+        rate,
+        duration,
+        partitions,
+        linger,
+        replay,
+    } = run;
+    let traffic = if replay {
+        Traffic::Replay
+    } else {
+        Traffic::Live { rate: rate as f64 }
+    };
     let broker = Broker::open(bootstrap, partitions)?;
     let want = (rate as f64 * duration.as_secs_f64()) as usize;
-    let c = Arc::new(corpus(want, 13)?);
+    let c = Arc::new(corpus(want, 13, traffic)?);
     // the reference first: the same production read by a do-nothing consumer (on a mock
     // cluster of its own, so the pipeline's run starts from the same empty broker)
     // The mock answers a fetch that finds no data only after the full `fetch.wait.max.ms`
@@ -816,6 +981,7 @@ pub async fn bench_latency(
     let ours = PacedLatency::of(achieved, lat);
     Ok(LatencyReport {
         broker: broker.label(),
+        traffic: traffic.label(),
         target_rate: rate,
         achieved_rate: ours.achieved_rate,
         messages: ours.messages,
@@ -945,6 +1111,33 @@ mod tests {
         assert!(!per_event.contains_key("burner-7"), "{per_event:?}");
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn thread_faults_count_fresh_memory_a_named_thread_touches() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let before = thread_faults();
+        let t = std::thread::Builder::new()
+            .name("toucher-3".into())
+            .spawn(move || {
+                // 64 MB written page by page: at least one fault per 4 KB page (fewer
+                // only if the kernel maps huge pages)
+                let mut v = vec![0u8; 0];
+                v.resize(64 << 20, 1);
+                done_tx.send(()).unwrap();
+                hold_rx.recv().unwrap();
+                v.iter().step_by(4096).map(|&b| b as u64).sum::<u64>()
+            })
+            .unwrap();
+        done_rx.recv().unwrap();
+        let per_1k = faults_per_1k_events(&before, &thread_faults(), 1_000);
+        hold_tx.send(()).unwrap();
+        assert_eq!(t.join().unwrap(), (64 << 20) / 4096);
+        // 16,384 pages of 4 KB, or 32 huge pages
+        let faults = per_1k.get("toucher").copied().unwrap_or(0.0);
+        assert!(faults >= 32.0, "{per_1k:?}");
+    }
+
     #[test]
     fn quantiles_of_a_paced_run() {
         let lat: Vec<f64> = (1..=100).rev().map(|i| i as f64 / 1000.0).collect();
@@ -965,6 +1158,7 @@ mod tests {
             3_000,
             8,
             Duration::from_millis(100),
+            Traffic::Live { rate: 250_000.0 },
             None,
             work.path(),
         )
@@ -972,11 +1166,47 @@ mod tests {
         .unwrap();
         assert_eq!(r.messages, 3_000);
         assert!(
-            r.pipeline_msgs_per_s > 0.0 && r.bare_consumer_msgs_per_s > 0.0,
+            r.pipeline_msgs_per_s > 0.0
+                && r.pipeline_steady_msgs_per_s > 0.0
+                && r.bare_consumer_msgs_per_s > 0.0,
             "{r:?}"
         );
         #[cfg(target_os = "linux")]
         assert!(r.cpu_us_per_msg.contains_key("store-writer"), "{r:?}");
+        // live traffic: 3,000 records are a fraction of a second of event time, so each
+        // batch writes one file per source (two at an hour's turn)
+        assert!(r.simulated_seconds < 5.0, "{r:?}");
+        assert!(r.event_files <= 8, "{r:?}");
+    }
+
+    /// Live traffic is stamped from now at about the asked rate; a replay spans the
+    /// simulated days from their start.
+    #[test]
+    fn live_and_replayed_corpora_differ_in_time_not_in_kind() {
+        let now = chrono::Utc::now().timestamp_micros();
+        let live = corpus(20_000, 3, Traffic::Live { rate: 10_000.0 }).unwrap();
+        assert!(
+            (live.span_us.0 - now).abs() < 60_000_000,
+            "{:?}",
+            live.span_us
+        );
+        // 20,000 records at ~10,000/s (the rate follows the time of day)
+        assert!(
+            (0.5..20.0).contains(&live.span_seconds()),
+            "{}",
+            live.span_seconds()
+        );
+        let replay = corpus(20_000, 3, Traffic::Replay).unwrap();
+        assert!(replay.span_seconds() > 3_600.0, "{}", replay.span_seconds());
+        for c in [&live, &replay] {
+            assert_eq!(c.len(), 20_000);
+            assert!(!c.k8s.is_empty() && !c.vault.is_empty());
+            assert!(
+                (300.0..3_000.0).contains(&c.bytes_per_record()),
+                "{}",
+                c.bytes_per_record()
+            );
+        }
     }
 
     /// `bench latency` at a low rate: each of the three measurements saw every message.
@@ -985,10 +1215,13 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let r = bench_latency(
             None,
-            400,
-            Duration::from_secs(1),
-            4,
-            Duration::from_millis(50),
+            LatencyRun {
+                rate: 400,
+                duration: Duration::from_secs(1),
+                partitions: 4,
+                linger: Duration::from_millis(50),
+                replay: false,
+            },
             None,
             work.path(),
         )

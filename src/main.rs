@@ -249,6 +249,8 @@ enum BenchCmd {
     Pipeline {
         #[arg(long, default_value_t = 500_000)]
         records: usize,
+        #[command(flatten)]
+        traffic: BenchTraffic,
     },
     /// The whole Kafka pipeline against a do-nothing librdkafka consumer, same broker.
     Kafka {
@@ -264,6 +266,8 @@ enum BenchCmd {
         /// waits this long before it is written, and the run ends when it is.
         #[arg(long, default_value = "100ms")]
         linger: humantime::Duration,
+        #[command(flatten)]
+        traffic: BenchTraffic,
     },
     /// Produce at a fixed rate; p50/p99 from Kafka timestamp to stored with alerts, next to
     /// a bare consumer and to the pipeline with the broker taken out.
@@ -283,7 +287,35 @@ enum BenchCmd {
         /// The pipeline's batch linger (`pipeline.linger`) for the run.
         #[arg(long, default_value = "200ms")]
         linger: humantime::Duration,
+        /// Replay simulated days from their start instead of live traffic at --rate.
+        #[arg(long)]
+        replay: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct BenchTraffic {
+    /// The generated records are live traffic of an organisation sending this many
+    /// events per second, stamped from now (each batch falls into one or two hourly
+    /// store partitions).
+    #[arg(long, default_value_t = 250_000.0)]
+    traffic_rate: f64,
+    /// Replay simulated days from their start instead (a backlog: each batch spans many
+    /// hours and is cut into many small files).
+    #[arg(long, conflicts_with = "traffic_rate")]
+    replay: bool,
+}
+
+impl BenchTraffic {
+    fn traffic(&self) -> auditwatch::loadtest::Traffic {
+        if self.replay {
+            auditwatch::loadtest::Traffic::Replay
+        } else {
+            auditwatch::loadtest::Traffic::Live {
+                rate: self.traffic_rate,
+            }
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -553,20 +585,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let work = loadtest::work_dir(work_dir);
             let report = rt.block_on(async {
                 Ok::<_, anyhow::Error>(match cmd {
-                    BenchCmd::Pipeline { records } => serde_json::to_string_pretty(
-                        &loadtest::bench_pipeline(records, rules, &work).await?,
+                    BenchCmd::Pipeline { records, traffic } => serde_json::to_string_pretty(
+                        &loadtest::bench_pipeline(records, traffic.traffic(), rules, &work).await?,
                     )?,
                     BenchCmd::Kafka {
                         bootstrap,
                         messages,
                         partitions,
                         linger,
+                        traffic,
                     } => serde_json::to_string_pretty(
                         &loadtest::bench_kafka(
                             bootstrap.as_deref(),
                             messages,
                             partitions,
                             linger.into(),
+                            traffic.traffic(),
                             rules,
                             &work,
                         )
@@ -578,13 +612,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         duration,
                         partitions,
                         linger,
+                        replay,
                     } => serde_json::to_string_pretty(
                         &loadtest::bench_latency(
                             bootstrap.as_deref(),
-                            rate,
-                            duration.into(),
-                            partitions,
-                            linger.into(),
+                            loadtest::LatencyRun {
+                                rate,
+                                duration: duration.into(),
+                                partitions,
+                                linger: linger.into(),
+                                replay,
+                            },
                             rules,
                             &work,
                         )

@@ -543,6 +543,8 @@ pub struct RunStats {
     pub duplicates: u64,
     pub quarantined: u64,
     pub alerts: u64,
+    /// Event files written to the store.
+    pub files: u64,
 }
 
 /// Consumes the configured topics until `shutdown` is cancelled, then drains and commits.
@@ -761,6 +763,7 @@ pub async fn run_source<S: Source>(
     stats.duplicates = wstats.duplicates;
     stats.quarantined = wstats.quarantined;
     stats.alerts = wstats.alerts;
+    stats.files = wstats.files;
     match consumer.commit_sync() {
         Ok(()) => {}
         Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
@@ -1044,6 +1047,7 @@ async fn handle<S: Source>(
                     if table == "events" {
                         stats.written += s.written as u64;
                         stats.duplicates += s.duplicates as u64;
+                        stats.files += s.files as u64;
                         metrics().duplicates.inc_by(s.duplicates as u64);
                     } else {
                         stats.quarantined += b.num_rows() as u64;
