@@ -59,11 +59,18 @@ impl std::ops::AddAssign for AppendStats {
 /// How many partitions' key sets stay in memory.
 const KEY_CACHE_PARTITIONS: usize = 64;
 
+/// Row keys held in memory across those partitions (~10-18 bytes each in a hash set:
+/// 32M is ~350-550 MB). Checked as each partition is about to be written (so it may be
+/// passed by one batch): past it the oldest partitions' sets are dropped — never the one
+/// being written — and reloaded from their files if their hour is written again.
+const KEY_CACHE_MAX_KEYS: usize = 32_000_000;
+
 pub struct Store {
     store: Arc<dyn ObjectStore>,
     root: PathBuf,
     keys: HashMap<String, HashSet<u64>>,
     lru: VecDeque<String>,
+    max_keys: usize,
 }
 
 /// Event columns written without compression by `append_events` (few distinct values:
@@ -107,6 +114,7 @@ impl Store {
             root,
             keys: HashMap::new(),
             lru: VecDeque::new(),
+            max_keys: KEY_CACHE_MAX_KEYS,
         })
     }
 
@@ -339,6 +347,17 @@ impl Store {
                 }
             }
         }
+        let mut held: usize = self.keys.values().map(HashSet::len).sum();
+        while held > self.max_keys {
+            let Some(i) = self.lru.iter().position(|p| p != part) else {
+                break;
+            };
+            if let Some(old) = self.lru.remove(i)
+                && let Some(set) = self.keys.remove(&old)
+            {
+                held -= set.len();
+            }
+        }
         Ok(self.keys.get_mut(part).expect("inserted above"))
     }
 
@@ -466,6 +485,41 @@ mod tests {
         format!(
             r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/ns/secrets/s{i}","verb":"get","user":{{"username":"{user}"}},"objectRef":{{"resource":"secrets","namespace":"ns","name":"s{i}","apiVersion":"v1"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"2026-11-20T{hour:02}:00:{sec:02}.000000Z"}}"#
         )
+    }
+
+    /// Past the key budget the oldest partitions' key sets leave memory, and a replay into
+    /// such an hour is still dropped (its keys reloaded from the files).
+    #[tokio::test]
+    async fn a_partition_whose_keys_left_memory_still_drops_replays() {
+        let lines = |hour: u32, from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| event(i, "amy", hour, (i % 60) as u32) + "\n")
+                .collect::<String>()
+        };
+        let batch = |text: String| {
+            crate::detect::tooling::decode_to_batch(text.as_bytes(), Format::Kubernetes)
+                .0
+                .unwrap()
+        };
+        let (h10, h11, h12) = (
+            batch(lines(10, 0, 6)),
+            batch(lines(11, 100, 8)),
+            batch(lines(12, 200, 2)),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_local(dir.path()).unwrap();
+        store.max_keys = 10;
+        let held = |s: &Store| s.keys.values().map(HashSet::len).sum::<usize>();
+        assert_eq!(store.append_events(&h10).await.unwrap().written, 6);
+        assert_eq!(store.append_events(&h11).await.unwrap().written, 8);
+        assert_eq!(held(&store), 14);
+        // opening hour 12 finds 14 > 10 keys: the oldest set (hour 10) leaves memory
+        assert_eq!(store.append_events(&h12).await.unwrap().written, 2);
+        assert_eq!((store.keys.len(), held(&store)), (2, 10));
+        // a replay of hour 10: its keys come back from the files, and hour 11 leaves
+        let again = store.append_events(&h10).await.unwrap();
+        assert_eq!((again.written, again.duplicates), (0, 6));
+        assert_eq!((store.keys.len(), held(&store)), (2, 8));
     }
 
     /// Rows land in their hour's partition, each file sorted by (actor, time), and a
