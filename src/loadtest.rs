@@ -43,7 +43,6 @@ pub struct Corpus {
     pub keys_k8s: Vec<String>,
     pub keys_vault: Vec<String>,
     pub bytes: u64,
-    pub traffic: Traffic,
     /// Event times of the first and last record, µs.
     pub span_us: (i64, i64),
 }
@@ -115,7 +114,6 @@ pub fn corpus(n: usize, seed: u64, traffic: Traffic) -> Result<Corpus> {
         keys_k8s: Vec::new(),
         keys_vault: Vec::new(),
         bytes: 0,
-        traffic,
         span_us: (i64::MAX, i64::MIN),
     };
     // Vault requests still waiting for their response entry: the pipeline holds each
@@ -1182,7 +1180,8 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(r.messages, 3_000);
+        // 3,000 and the responses of the last Vault requests taken
+        assert!((3_000..3_100).contains(&r.messages), "{r:?}");
         assert!(
             r.pipeline_msgs_per_s > 0.0
                 && r.pipeline_steady_msgs_per_s > 0.0
@@ -1253,9 +1252,9 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(r.messages, 400, "{r:?}");
-        assert_eq!(r.bare_consumer.messages, 400, "{r:?}");
-        assert_eq!(r.in_process.messages, 400, "{r:?}");
+        assert!((400..500).contains(&r.messages), "{r:?}");
+        assert_eq!(r.bare_consumer.messages, r.messages, "{r:?}");
+        assert_eq!(r.in_process.messages, r.messages, "{r:?}");
         for q in [
             (r.p50_ms, r.p99_ms, r.max_ms),
             (
