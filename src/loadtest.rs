@@ -120,21 +120,22 @@ pub fn corpus(n: usize, seed: u64, traffic: Traffic) -> Result<Corpus> {
     // until its response arrives or `vault_pair_wait` (30 s) has passed since its event
     // time — immediately for replayed days, 30 s of waiting for live traffic
     let mut open = std::collections::HashSet::new();
-    let mut closing = 0usize;
-    while c.len() < n || (!open.is_empty() && closing < 1_000_000) {
+    let mut past_n = 0usize;
+    while c.len() < n || !open.is_empty() {
         let Some(ev) = g.next_event() else { break };
-        if ev.source == GenSource::Vault && !open.remove(&ev.event_id) {
-            if c.len() >= n {
-                closing += 1;
-                continue;
-            }
-            open.insert(ev.event_id.clone());
-        } else if c.len() >= n {
+        let vault = ev.source == GenSource::Vault;
+        if c.len() >= n {
             // past `n`: only the responses of requests already taken
-            closing += 1;
-            if ev.source != GenSource::Vault {
+            past_n += 1;
+            if past_n > 1_000_000 {
+                break;
+            }
+            if !(vault && open.contains(&ev.event_id)) {
                 continue;
             }
+        }
+        if vault && !open.remove(&ev.event_id) {
+            open.insert(ev.event_id.clone());
         }
         c.bytes += ev.bytes.len() as u64;
         c.span_us = (c.span_us.0.min(ev.time_us), c.span_us.1.max(ev.time_us));
