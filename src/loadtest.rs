@@ -1097,31 +1097,46 @@ pub fn work_dir(given: Option<PathBuf>) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Runs `work` on a thread named `name` and takes `read()` before it starts and once
+    /// it is done but still alive (an ended thread leaves /proc/self/task).
+    #[cfg(target_os = "linux")]
+    fn around_named_thread<T: Send + 'static>(
+        name: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+        read: impl Fn() -> PerThread,
+    ) -> (PerThread, PerThread, T) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let before = read();
+        let t = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let out = work();
+                done_tx.send(()).unwrap();
+                hold_rx.recv().unwrap();
+                out
+            })
+            .unwrap();
+        done_rx.recv().unwrap();
+        let after = read();
+        hold_tx.send(()).unwrap();
+        (before, after, t.join().unwrap())
+    }
+
     /// The per-thread CPU reading finds a busy named thread and groups it by kind.
     #[cfg(target_os = "linux")]
     #[test]
     fn thread_cpu_counts_a_busy_named_thread_under_its_kind() {
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
-        let before = thread_cpu();
-        let t = std::thread::Builder::new()
-            .name("burner-7".into())
-            .spawn(move || {
-                let start = Instant::now();
-                let mut x = 0u64;
-                while start.elapsed() < Duration::from_millis(300) {
-                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-                }
-                done_tx.send(()).unwrap();
-                // alive until read: an ended thread leaves /proc/self/task
-                hold_rx.recv().unwrap();
-                x
-            })
-            .unwrap();
-        done_rx.recv().unwrap();
-        let per_event = cpu_per_event(&before, &thread_cpu(), 1);
-        hold_tx.send(()).unwrap();
-        t.join().unwrap();
+        let spin = || {
+            let start = Instant::now();
+            let mut x = 0u64;
+            while start.elapsed() < Duration::from_millis(300) {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            x
+        };
+        let (before, after, _) = around_named_thread("burner-7", spin, thread_cpu);
+        let per_event = cpu_per_event(&before, &after, 1);
         let burned = per_event.get("burner").copied().unwrap_or(0.0);
         // 300 ms of spinning: at least 150 ms of CPU even on a busy machine
         assert!(burned >= 150_000.0, "{per_event:?}");
@@ -1131,25 +1146,16 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn thread_faults_count_fresh_memory_a_named_thread_touches() {
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
-        let before = thread_faults();
-        let t = std::thread::Builder::new()
-            .name("toucher-3".into())
-            .spawn(move || {
-                // 64 MB written page by page: at least one fault per 4 KB page (fewer
-                // only if the kernel maps huge pages)
-                let mut v = vec![0u8; 0];
-                v.resize(64 << 20, 1);
-                done_tx.send(()).unwrap();
-                hold_rx.recv().unwrap();
-                v.iter().step_by(4096).map(|&b| b as u64).sum::<u64>()
-            })
-            .unwrap();
-        done_rx.recv().unwrap();
-        let per_1k = faults_per_1k_events(&before, &thread_faults(), 1_000);
-        hold_tx.send(()).unwrap();
-        assert_eq!(t.join().unwrap(), (64 << 20) / 4096);
+        let touch = || {
+            // 64 MB written page by page: at least one fault per 4 KB page (fewer only if
+            // the kernel maps huge pages)
+            let mut v = vec![0u8; 0];
+            v.resize(64 << 20, 1);
+            v.iter().step_by(4096).map(|&b| b as u64).sum::<u64>()
+        };
+        let (before, after, pages) = around_named_thread("toucher-3", touch, thread_faults);
+        assert_eq!(pages, (64 << 20) / 4096);
+        let per_1k = faults_per_1k_events(&before, &after, 1_000);
         // 16,384 pages of 4 KB, or 32 huge pages
         let faults = per_1k.get("toucher").copied().unwrap_or(0.0);
         assert!(faults >= 32.0, "{per_1k:?}");
