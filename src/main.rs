@@ -257,8 +257,15 @@ enum BenchCmd {
         /// Broker (default: an in-process mock cluster).
         #[arg(long)]
         bootstrap: Option<String>,
+        /// Messages per round.
         #[arg(long, default_value_t = 300_000)]
         messages: usize,
+        /// Rounds through the same running pipeline: each is produced while the consumer
+        /// is paused, then timed from its first message received to its last stored. The
+        /// first is a cold start; the rest give the rate of a running pipeline (the mock
+        /// keeps only ~5 MB per partition, too little for one long run).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
+        rounds: u32,
         /// Partitions per topic of the mock cluster (it keeps ~5 MB per partition).
         #[arg(long, default_value_t = 128)]
         partitions: i32,
@@ -591,16 +598,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     BenchCmd::Kafka {
                         bootstrap,
                         messages,
+                        rounds,
                         partitions,
                         linger,
                         traffic,
                     } => serde_json::to_string_pretty(
                         &loadtest::bench_kafka(
                             bootstrap.as_deref(),
-                            messages,
-                            partitions,
-                            linger.into(),
-                            traffic.traffic(),
+                            loadtest::KafkaRun {
+                                messages,
+                                rounds: rounds as usize,
+                                partitions,
+                                linger: linger.into(),
+                                traffic: traffic.traffic(),
+                            },
                             rules,
                             &work,
                         )

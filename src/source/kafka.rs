@@ -365,7 +365,9 @@ pub const FETCH_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "20"),
 ];
 
-fn consumer(k: &KafkaConfig, shared: Arc<Shared>) -> Result<AuditConsumer> {
+/// The pipeline's consumer: group member with `shared`'s rebalance callbacks, offsets stored
+/// only by the pipeline.
+pub fn consumer(k: &KafkaConfig, shared: Arc<Shared>) -> Result<AuditConsumer> {
     let mut c = client_config(k);
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "true")
@@ -403,7 +405,7 @@ impl SetIfAbsent for ClientConfig {
     }
 }
 
-fn kafka_err(e: KafkaError) -> Error {
+pub(crate) fn kafka_err(e: KafkaError) -> Error {
     Error::Kafka(e.to_string())
 }
 
