@@ -13,9 +13,9 @@
 //! so the two sources name one workload the same way.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, de};
 use serde_json::value::RawValue;
 
 use super::{DecodeOptions, EventSink, Rejected};
@@ -134,8 +134,12 @@ fn parse_entry(text: &str) -> Result<Entry<'_>, Rejected> {
 }
 
 fn headers_sensitive(h: &RawValue) -> bool {
-    let l = h.get().to_ascii_lowercase();
-    l.contains("\"authorization\"") || l.contains("\"x-vault-token\"") || l.contains("\"cookie\"")
+    let h = h.get().as_bytes();
+    let has = |needle: &[u8]| {
+        h.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    has(b"\"authorization\"") || has(b"\"x-vault-token\"") || has(b"\"cookie\"")
 }
 
 fn needs_redaction(e: &Entry<'_>) -> bool {
@@ -294,18 +298,102 @@ fn normalize_entry<'a>(
     Ok(())
 }
 
+/// The first `user-agent` value (any case) of the request's headers (`{"name": ["v", ..]}`,
+/// or a plain string per name), unless Vault HMAC'd it.
 fn user_agent(headers: &RawValue) -> Option<S<'static>> {
-    let h: BTreeMap<String, serde_json::Value> = serde_json::from_str(headers.get()).ok()?;
-    let v = h
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))?
-        .1;
-    let s = match v {
-        serde_json::Value::Array(a) => a.first()?.as_str()?.to_string(),
-        serde_json::Value::String(s) => s.clone(),
-        _ => return None,
-    };
-    (!s.starts_with("hmac-sha256:")).then_some(Cow::Owned(s))
+    let mut de = serde_json::Deserializer::from_str(headers.get());
+    let ua = de::Deserializer::deserialize_map(&mut de, UserAgent).ok()??;
+    (!ua.starts_with("hmac-sha256:")).then_some(Cow::Owned(ua))
+}
+
+/// Walks a headers object, reading only the `user-agent` value (the others are skipped,
+/// not built).
+struct UserAgent;
+
+impl<'de> de::Visitor<'de> for UserAgent {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a map of request headers")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(name) = map.next_key::<S<'de>>()? {
+            if found.is_none() && name.eq_ignore_ascii_case("user-agent") {
+                found = map.next_value::<HeaderValue>()?.0;
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A header's value: one string, or the first of a list of them; None for anything else.
+struct HeaderValue(Option<String>);
+
+impl<'de> Deserialize<'de> for HeaderValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrVisitor { list: true })
+            .map(HeaderValue)
+    }
+}
+
+/// A string (or with `list`, the first element of a list if that is a string), else None;
+/// anything else is skipped.
+struct StrVisitor {
+    list: bool,
+}
+
+/// One element of a header's list: the string, or None.
+struct Element(Option<String>);
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrVisitor { list: false }).map(Element)
+    }
+}
+
+impl<'de> de::Visitor<'de> for StrVisitor {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a header value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let first = match self.list {
+            true => seq.next_element::<Element>()?.and_then(|e| e.0),
+            false => None,
+        };
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(first)
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 fn set_identity<'a>(e: &mut AccessEvent<'a>, auth: Option<&Auth<'a>>, login_mount: Option<&str>) {
@@ -543,5 +631,56 @@ impl Pairer {
     /// Emits every waiting request (end of input, shutdown).
     pub(crate) fn flush(&mut self, opts: &DecodeOptions, out: &mut dyn crate::decode::Output) {
         self.expire_before(i64::MAX, opts, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn user_agent_is_the_first_value_of_its_header_in_any_case() {
+        let ua = |h: &str| user_agent(&raw(h)).map(Cow::into_owned);
+        assert_eq!(
+            ua(r#"{"accept":["*/*"],"User-Agent":["curl/8.5","x"],"x":{"y":[1]}}"#).as_deref(),
+            Some("curl/8.5")
+        );
+        assert_eq!(
+            ua(r#"{"user-agent":"vault-agent/1.15"}"#).as_deref(),
+            Some("vault-agent/1.15")
+        );
+        assert_eq!(
+            ua(r#"{"user-agent":["esc\"aped\u00e9"]}"#).as_deref(),
+            Some("esc\"apedé")
+        );
+        // HMAC'd by Vault, absent, empty, or not a string: none
+        assert_eq!(ua(r#"{"user-agent":["hmac-sha256:abcd"]}"#), None);
+        assert_eq!(ua(r#"{"accept":["*/*"]}"#), None);
+        assert_eq!(ua(r#"{"user-agent":[]}"#), None);
+        assert_eq!(ua(r#"{"user-agent":[1,"curl"]}"#), None);
+        assert_eq!(ua(r#"{"user-agent":{"a":"b"}}"#), None);
+        assert_eq!(ua(r#"["user-agent","curl"]"#), None);
+    }
+
+    #[test]
+    fn credential_headers_are_found_in_any_case() {
+        for h in [
+            r#"{"Authorization":["Bearer x"]}"#,
+            r#"{"x-vault-token":["s.x"]}"#,
+            r#"{"accept":["*/*"],"COOKIE":["a=b"]}"#,
+        ] {
+            assert!(headers_sensitive(&raw(h)), "{h}");
+        }
+        for h in [
+            r#"{"user-agent":["curl"]}"#,
+            r#"{"x-authorization-note":["no"]}"#,
+            r#"{}"#,
+        ] {
+            assert!(!headers_sensitive(&raw(h)), "{h}");
+        }
     }
 }

@@ -675,6 +675,12 @@ fn merge<R: ChunkReader + 'static>(
                 })
                 .collect::<Result<_>>()?,
         ));
+    if schema.column_with_name(super::NO_STATISTICS).is_some() {
+        props = props.set_column_statistics_enabled(
+            ColumnPath::from(super::NO_STATISTICS),
+            EnabledStatistics::None,
+        );
+    }
     for c in table.bloom_columns() {
         // sized for a row group's rows; the writer folds each filter down to the distinct
         // values it actually saw
