@@ -65,12 +65,47 @@ const KEY_CACHE_PARTITIONS: usize = 64;
 /// being written — and reloaded from their files if their hour is written again.
 const KEY_CACHE_MAX_KEYS: usize = 32_000_000;
 
+/// Keys per generation of one partition's set (see [`Keys`]): the partition being written
+/// holds at most two, a quarter of [`KEY_CACHE_MAX_KEYS`] each.
+const KEY_GENERATION: usize = KEY_CACHE_MAX_KEYS / 4;
+
 pub struct Store {
     store: Arc<dyn ObjectStore>,
     root: PathBuf,
-    keys: HashMap<String, KeySet>,
+    keys: HashMap<String, Keys>,
     lru: VecDeque<String>,
     max_keys: usize,
+    generation: usize,
+}
+
+/// One partition's row keys in memory: the newest of them, in two generations. When the
+/// newer generation is full it becomes the older one and the oldest keys are forgotten,
+/// so a partition never holds more than two generations — an hour at 250k events/s would
+/// otherwise collect 900M keys. Replays of a restart or a rebalance are of the last
+/// uncommitted seconds, well inside the window (8M keys: half a minute at 250k events/s,
+/// half an hour at 5k/s); a duplicate of an older row is stored again and dropped by
+/// `compact` when it merges the partition.
+struct Keys {
+    newer: KeySet,
+    older: KeySet,
+    generation: usize,
+}
+
+impl Keys {
+    /// False when `key` is already known; otherwise remembers it.
+    fn insert(&mut self, key: u64) -> bool {
+        if self.older.contains(&key) || !self.newer.insert(key) {
+            return false;
+        }
+        if self.newer.len() >= self.generation {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.newer.len() + self.older.len()
+    }
 }
 
 /// A partition's row keys. They are xxh3 hashes already; foldhash (seeded per process, so
@@ -125,6 +160,7 @@ impl Store {
             keys: HashMap::new(),
             lru: VecDeque::new(),
             max_keys: KEY_CACHE_MAX_KEYS,
+            generation: KEY_GENERATION,
         })
     }
 
@@ -351,11 +387,16 @@ impl Store {
         Ok(())
     }
 
-    /// The set of row keys stored in one partition directory (loaded once, then cached).
-    async fn partition_keys(&mut self, part: &str) -> Result<&mut KeySet> {
+    /// The row keys of one partition directory (its newest, loaded once, then cached).
+    async fn partition_keys(&mut self, part: &str) -> Result<&mut Keys> {
         if !self.keys.contains_key(part) {
-            let set = self.load_keys(part).await?;
-            self.keys.insert(part.to_string(), set);
+            let older = self.load_keys(part).await?;
+            let keys = Keys {
+                newer: KeySet::default(),
+                older,
+                generation: self.generation.max(1),
+            };
+            self.keys.insert(part.to_string(), keys);
             self.lru.push_back(part.to_string());
             while self.lru.len() > KEY_CACHE_PARTITIONS {
                 if let Some(old) = self.lru.pop_front() {
@@ -363,7 +404,7 @@ impl Store {
                 }
             }
         }
-        let mut held: usize = self.keys.values().map(KeySet::len).sum();
+        let mut held: usize = self.keys.values().map(Keys::len).sum();
         while held > self.max_keys {
             let Some(i) = self.lru.iter().position(|p| p != part) else {
                 break;
@@ -377,6 +418,8 @@ impl Store {
         Ok(self.keys.get_mut(part).expect("inserted above"))
     }
 
+    /// The row keys of a partition's newest files, about a generation of them (whole
+    /// files, newest first).
     async fn load_keys(&self, part: &str) -> Result<KeySet> {
         let prefix = ObjPath::from(part);
         let mut files: Vec<_> = self
@@ -398,8 +441,12 @@ impl Store {
                     .filter(|m| m.location.as_ref().ends_with(".parquet")),
             );
         }
+        files.sort_by(|a, b| (b.last_modified, &b.location).cmp(&(a.last_modified, &a.location)));
         let mut set = KeySet::default();
         for f in files {
+            if set.len() >= self.generation {
+                break;
+            }
             let bytes = self.store.get(&f.location).await?.bytes().await?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
             let mask = datafusion::parquet::arrow::ProjectionMask::columns(
@@ -496,6 +543,7 @@ pub fn partition_path(source: &str, time_us: i64) -> String {
 mod tests {
     use super::*;
     use crate::decode::Format;
+    use std::time::Duration;
 
     fn event(i: usize, user: &str, hour: u32, sec: u32) -> String {
         format!(
@@ -525,7 +573,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open_local(dir.path()).unwrap();
         store.max_keys = 10;
-        let held = |s: &Store| s.keys.values().map(KeySet::len).sum::<usize>();
+        let held = |s: &Store| s.keys.values().map(Keys::len).sum::<usize>();
         assert_eq!(store.append_events(&h10).await.unwrap().written, 6);
         assert_eq!(store.append_events(&h11).await.unwrap().written, 8);
         assert_eq!(held(&store), 14);
@@ -536,6 +584,50 @@ mod tests {
         let again = store.append_events(&h10).await.unwrap();
         assert_eq!((again.written, again.duplicates), (0, 6));
         assert_eq!((store.keys.len(), held(&store)), (2, 8));
+    }
+
+    /// The hour being written keeps only two generations of its newest keys: memory stays
+    /// bounded, replays of the last rows are still dropped (after a restart too, from the
+    /// newest files), and an older duplicate that gets stored again is dropped by `compact`.
+    #[tokio::test]
+    async fn the_hour_being_written_keeps_a_bounded_window_of_keys() {
+        let batch = |from: usize| {
+            let text: String = (from..from + 6)
+                .map(|i| event(i, "amy", 10, (i % 60) as u32) + "\n")
+                .collect();
+            crate::detect::tooling::decode_to_batch(text.as_bytes(), Format::Kubernetes)
+                .0
+                .unwrap()
+        };
+        let held = |s: &Store| s.keys.values().map(Keys::len).sum::<usize>();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_local(dir.path()).unwrap();
+        store.generation = 10;
+        for b in 0..10 {
+            assert_eq!(store.append_events(&batch(b * 6)).await.unwrap().written, 6);
+            assert!(held(&store) <= 20, "{}", held(&store));
+            // files apart in time: a restart loads the newest first (coarse file clocks)
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        let last = store.append_events(&batch(54)).await.unwrap();
+        assert_eq!((last.written, last.duplicates), (0, 6));
+
+        let mut restarted = Store::open_local(dir.path()).unwrap();
+        restarted.generation = 10;
+        let last = restarted.append_events(&batch(54)).await.unwrap();
+        assert_eq!((last.written, last.duplicates), (0, 6));
+        assert!(held(&restarted) <= 12, "{}", held(&restarted));
+        // the first rows left the window: stored again, until compaction merges the hour
+        let first = restarted.append_events(&batch(0)).await.unwrap();
+        assert_eq!((first.written, first.duplicates), (6, 0));
+        let opts = compact::CompactOptions {
+            min_age: Duration::ZERO,
+            ..Default::default()
+        };
+        let summary = compact::compact(restarted.object_store(), &opts)
+            .await
+            .unwrap();
+        assert_eq!(summary.duplicates_dropped, 6, "{summary:?}");
     }
 
     /// Rows land in their hour's partition, each file sorted by (actor, time), and a
