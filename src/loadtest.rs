@@ -530,6 +530,16 @@ fn start_probe(shared: &Shared) {
         .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
 }
 
+/// How many stored messages the probe has recorded so far.
+fn probed_count(shared: &Shared) -> usize {
+    shared
+        .latency_probe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map_or(0, Vec::len)
+}
+
 fn pipeline_config(bootstrap: &str, data: &Path, group: &str) -> Result<Config> {
     let mut raw = RawConfig::default();
     raw.store.data_dir = data.to_path_buf();
@@ -709,14 +719,7 @@ pub async fn bench_kafka(
             })
             .sum::<u64>()
     };
-    let stored = || {
-        shared
-            .latency_probe
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map_or(0, Vec::len)
-    };
+    let stored = || probed_count(&shared);
     let mut measured: Vec<Round> = Vec::with_capacity(rounds);
     let mut target = 0;
     for round in 0..rounds {
@@ -1122,13 +1125,7 @@ pub async fn bench_latency(
 async fn probed(shared: &Shared, n: usize) -> Vec<f64> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let done = shared
-            .latency_probe
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map_or(0, Vec::len);
-        if done >= n || Instant::now() > deadline {
+        if probed_count(shared) >= n || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

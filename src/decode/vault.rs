@@ -330,69 +330,31 @@ impl<'de> de::Visitor<'de> for UserAgent {
     }
 }
 
-/// A header's value: one string, or the first of a list of them; None for anything else.
+/// A header's value: one string, or the first of a list of strings. Anything else is a
+/// type error, which leaves the whole lookup without a user agent.
 struct HeaderValue(Option<String>);
 
 impl<'de> Deserialize<'de> for HeaderValue {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrVisitor { list: true })
-            .map(HeaderValue)
+        d.deserialize_any(HeaderValueVisitor).map(HeaderValue)
     }
 }
 
-/// A string (or with `list`, the first element of a list if that is a string), else None;
-/// anything else is skipped.
-struct StrVisitor {
-    list: bool,
-}
+struct HeaderValueVisitor;
 
-/// One element of a header's list: the string, or None.
-struct Element(Option<String>);
-
-impl<'de> Deserialize<'de> for Element {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrVisitor { list: false }).map(Element)
-    }
-}
-
-impl<'de> de::Visitor<'de> for StrVisitor {
+impl<'de> de::Visitor<'de> for HeaderValueVisitor {
     type Value = Option<String>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a header value")
+        f.write_str("a string or a list of strings")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         Ok(Some(v.to_string()))
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let first = match self.list {
-            true => seq.next_element::<Element>()?.and_then(|e| e.0),
-            false => None,
-        };
+        let first = seq.next_element::<String>()?;
         while seq.next_element::<de::IgnoredAny>()?.is_some() {}
         Ok(first)
-    }
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map
-            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(None)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
     }
 }
 
