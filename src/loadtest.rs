@@ -259,13 +259,18 @@ pub async fn bench_pipeline(
     })
 }
 
+/// A figure by thread kind (the name with digits and a trailing `-`/`:` index removed:
+/// `tokio-rt-worker`, `store-writer`, `rdk:broker`, ...).
 pub type PerThread = std::collections::BTreeMap<String, f64>;
 
-/// A reading of `/proc/self/task/*/stat` summed by thread kind (the name with digits and a
-/// trailing `-`/`:` index removed: `tokio-rt-worker`, `store-writer`, `rdk:broker`, ...).
+/// A reading of `/proc/self/task/*/stat`: one value per live thread, keyed by (kind, tid).
+/// Kept per thread so that a thread of the same kind ending between two readings (another
+/// pipeline's writer, a blocking-pool thread) does not subtract from the others.
+type Reading = std::collections::BTreeMap<(String, u64), f64>;
+
 /// `read` gets a thread's fields after its name (state is 0). Linux only; empty elsewhere.
-fn per_thread(read: impl Fn(&[&str]) -> f64) -> PerThread {
-    let mut out = PerThread::new();
+fn per_thread(read: impl Fn(&[&str]) -> f64) -> Reading {
+    let mut out = Reading::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return out;
     };
@@ -277,13 +282,16 @@ fn per_thread(read: impl Fn(&[&str]) -> f64) -> PerThread {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
+        let Ok(tid) = stat[..open].trim().parse::<u64>() else {
+            continue;
+        };
         let comm = &stat[open + 1..close];
         let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         let kind = comm
             .trim_end_matches(|c: char| c.is_ascii_digit())
             .trim_end_matches(['-', ':', '#'])
             .to_string();
-        *out.entry(kind).or_insert(0.0) += read(&f);
+        out.insert((kind, tid), read(&f));
     }
     out
 }
@@ -292,50 +300,44 @@ fn stat_field(f: &[&str], i: usize) -> f64 {
     f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
 }
 
-/// CPU time this process's threads have used, in seconds, by thread kind.
-fn thread_cpu() -> PerThread {
+/// CPU time this process's threads have used, in seconds.
+fn thread_cpu() -> Reading {
     // utime(11) and stime(12), in clock ticks; Linux reports them in USER_HZ = 100
     per_thread(|f| (stat_field(f, 11) + stat_field(f, 12)) / 100.0)
 }
 
 /// Minor page faults of this process's threads by thread kind: touching memory the
 /// kernel must first map and zero (fresh allocations).
-fn thread_faults() -> PerThread {
+fn thread_faults() -> Reading {
     per_thread(|f| stat_field(f, 7))
 }
 
 /// Both readings, taken together.
-fn thread_usage() -> (PerThread, PerThread) {
+fn thread_usage() -> (Reading, Reading) {
     (thread_cpu(), thread_faults())
 }
 
-/// The change between two readings per event, times `scale`, by thread kind (kinds
-/// under `min` left out).
-fn per_event(
-    before: &PerThread,
-    after: &PerThread,
-    events: usize,
-    scale: f64,
-    min: f64,
-) -> PerThread {
-    after
-        .iter()
-        .map(|(k, a)| {
-            let d = a - before.get(k).copied().unwrap_or(0.0);
-            (k.clone(), d * scale / events.max(1) as f64)
-        })
-        .filter(|(_, v)| *v >= min)
-        .collect()
+/// The change between two readings per event, times `scale`, summed by thread kind
+/// (kinds under `min` left out). Threads started in between count from zero; threads
+/// ended in between are not in `after` and count nothing.
+fn per_event(before: &Reading, after: &Reading, events: usize, scale: f64, min: f64) -> PerThread {
+    let mut out = PerThread::new();
+    for (key, a) in after {
+        let d = a - before.get(key).copied().unwrap_or(0.0);
+        *out.entry(key.0.clone()).or_insert(0.0) += d * scale / events.max(1) as f64;
+    }
+    out.retain(|_, v| *v >= min);
+    out
 }
 
 /// CPU microseconds per event by thread kind between two [`thread_cpu`] readings.
-fn cpu_per_event(before: &PerThread, after: &PerThread, events: usize) -> PerThread {
+fn cpu_per_event(before: &Reading, after: &Reading, events: usize) -> PerThread {
     per_event(before, after, events, 1e6, 0.05)
 }
 
 /// Minor page faults per 1,000 events by thread kind between two [`thread_faults`]
 /// readings.
-fn faults_per_1k_events(before: &PerThread, after: &PerThread, events: usize) -> PerThread {
+fn faults_per_1k_events(before: &Reading, after: &Reading, events: usize) -> PerThread {
     per_event(before, after, events, 1e3, 0.5)
 }
 
@@ -628,7 +630,7 @@ pub struct KafkaRun {
 struct Round {
     messages: usize,
     secs: f64,
-    usage: [(PerThread, PerThread); 2],
+    usage: [(Reading, Reading); 2],
 }
 
 /// Our whole Kafka pipeline against a do-nothing consumer on the same broker and topics.
@@ -776,7 +778,7 @@ pub async fn bench_kafka(
     let per_msg = |rs: &[Round]| {
         let n = rs.iter().map(|r| r.messages).sum();
         let total = |at: usize, cpu: bool| {
-            let mut sum = PerThread::new();
+            let mut sum = Reading::new();
             for r in rs {
                 let u = &r.usage[at];
                 for (k, v) in if cpu { &u.0 } else { &u.1 } {
@@ -1206,8 +1208,8 @@ mod tests {
     fn around_named_thread<T: Send + 'static>(
         name: &str,
         work: impl FnOnce() -> T + Send + 'static,
-        read: impl Fn() -> PerThread,
-    ) -> (PerThread, PerThread, T) {
+        read: impl Fn() -> Reading,
+    ) -> (Reading, Reading, T) {
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
         let before = read();
