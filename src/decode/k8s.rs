@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{DecodeOptions, EventSink, Rejected};
+use super::{DecodeOptions, EventSink, Rejected, borrow};
 use crate::normalize::redact;
 use crate::normalize::{AccessEvent, Outcome, Source, parse_time_us};
 
@@ -26,11 +26,11 @@ type S<'a> = Cow<'a, str>;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UserInfo<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     username: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     uid: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt_vec")]
     groups: Option<Vec<S<'a>>>,
     /// Parsed only when it names a credential id (rare, and only needed for `auth_method`).
     #[serde(borrow, default)]
@@ -40,15 +40,15 @@ struct UserInfo<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ObjectRef<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     resource: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     namespace: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     name: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     api_group: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     subresource: Option<S<'a>>,
 }
 
@@ -56,35 +56,50 @@ struct ObjectRef<'a> {
 struct Status<'a> {
     #[serde(default)]
     code: Option<i32>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     reason: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     message: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Metadata<'a> {
-    #[serde(borrow, default, rename = "creationTimestamp")]
+    #[serde(
+        borrow,
+        default,
+        rename = "creationTimestamp",
+        deserialize_with = "borrow::opt"
+    )]
     creation_timestamp: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Event<'a> {
-    #[serde(rename = "auditID", borrow)]
+    #[serde(rename = "auditID", borrow, deserialize_with = "borrow::cow")]
     audit_id: S<'a>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "borrow::cow")]
     stage: S<'a>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "borrow::cow")]
     verb: S<'a>,
     user: UserInfo<'a>,
     #[serde(borrow, default)]
     impersonated_user: Option<UserInfo<'a>>,
-    #[serde(borrow, default, rename = "requestURI")]
+    #[serde(
+        borrow,
+        default,
+        rename = "requestURI",
+        deserialize_with = "borrow::opt"
+    )]
     request_uri: Option<S<'a>>,
-    #[serde(borrow, default, rename = "sourceIPs")]
+    #[serde(
+        borrow,
+        default,
+        rename = "sourceIPs",
+        deserialize_with = "borrow::opt_vec"
+    )]
     source_ips: Option<Vec<S<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     user_agent: Option<S<'a>>,
     #[serde(borrow, default)]
     object_ref: Option<ObjectRef<'a>>,
@@ -94,11 +109,11 @@ struct Event<'a> {
     request_object: Option<&'a RawValue>,
     #[serde(borrow, default)]
     response_object: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     request_received_timestamp: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     stage_timestamp: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     timestamp: Option<S<'a>>,
     #[serde(borrow, default)]
     metadata: Option<Metadata<'a>>,
@@ -115,7 +130,7 @@ struct EventList<'a> {
 
 #[derive(Deserialize)]
 struct KindOnly<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     kind: Option<S<'a>>,
 }
 

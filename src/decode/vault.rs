@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, de};
 use serde_json::value::RawValue;
 
-use super::{DecodeOptions, EventSink, Rejected};
+use super::{DecodeOptions, EventSink, Rejected, borrow};
 use crate::normalize::redact;
 use crate::normalize::{AccessEvent, Outcome, Source, parse_time_us, strip_port};
 
@@ -26,64 +26,64 @@ type S<'a> = Cow<'a, str>;
 
 #[derive(Deserialize, Default)]
 struct Auth<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     client_token: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     display_name: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     entity_id: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt_vec")]
     policies: Option<Vec<S<'a>>>,
     #[serde(borrow, default)]
     metadata: Option<Metadata<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     mount_type: Option<S<'a>>,
 }
 
 /// The token metadata fields that identify a workload (others are ignored).
 #[derive(Deserialize, Default)]
 struct Metadata<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     service_account_name: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     service_account_namespace: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     role_name: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Namespace<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     path: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Request<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     id: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     operation: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     mount_type: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     client_token: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     path: Option<S<'a>>,
     #[serde(borrow, default)]
     namespace: Option<Namespace<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     remote_address: Option<S<'a>>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
     #[serde(borrow, default)]
     headers: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     client_certificate_serial_number: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
 struct WrapInfo<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     token: Option<S<'a>>,
 }
 
@@ -99,9 +99,9 @@ struct Response<'a> {
 
 #[derive(Deserialize)]
 struct Entry<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     time: Option<S<'a>>,
-    #[serde(borrow, rename = "type")]
+    #[serde(borrow, rename = "type", deserialize_with = "borrow::cow")]
     kind: S<'a>,
     #[serde(borrow, default)]
     auth: Option<Auth<'a>>,
@@ -109,7 +109,7 @@ struct Entry<'a> {
     request: Option<Request<'a>>,
     #[serde(borrow, default)]
     response: Option<Response<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     error: Option<S<'a>>,
 }
 

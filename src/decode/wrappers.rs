@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{DecodeOptions, EventSink, Rejected, k8s};
+use super::{DecodeOptions, EventSink, Rejected, borrow, k8s};
 use crate::normalize::{AccessEvent, Outcome, Source, parse_time_us};
 
 type S<'a> = Cow<'a, str>;
@@ -24,15 +24,15 @@ struct Envelope<'a> {
     proto_payload: Option<&'a RawValue>,
     #[serde(borrow, default)]
     properties: Option<Properties<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     resource_id: Option<S<'a>>,
     #[serde(borrow, default)]
     log_events: Option<Vec<LogEvent<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     log_group: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     insert_id: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     timestamp: Option<S<'a>>,
     #[serde(borrow, default)]
     resource: Option<GkeResource<'a>>,
@@ -48,7 +48,7 @@ struct Properties<'a> {
 
 #[derive(Deserialize)]
 struct LogEvent<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     message: Option<S<'a>>,
 }
 
@@ -63,9 +63,9 @@ struct GkeResource<'a> {
 struct ProtoPayload<'a> {
     #[serde(borrow, default)]
     authentication_info: Option<AuthnInfo<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     method_name: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     resource_name: Option<S<'a>>,
     #[serde(borrow, default)]
     request_metadata: Option<RequestMetadata<'a>>,
@@ -76,16 +76,16 @@ struct ProtoPayload<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AuthnInfo<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     principal_email: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RequestMetadata<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     caller_ip: Option<S<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     caller_supplied_user_agent: Option<S<'a>>,
 }
 
@@ -93,7 +93,7 @@ struct RequestMetadata<'a> {
 struct GStatus<'a> {
     #[serde(default)]
     code: Option<i32>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     message: Option<S<'a>>,
 }
 
