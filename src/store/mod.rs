@@ -364,10 +364,18 @@ impl Store {
             }
         }
         if batch.schema().column_with_name(NO_STATISTICS).is_some() {
-            props = props.set_column_statistics_enabled(
-                ColumnPath::from(NO_STATISTICS),
-                EnabledStatistics::None,
-            );
+            props = props
+                .set_column_statistics_enabled(
+                    ColumnPath::from(NO_STATISTICS),
+                    EnabledStatistics::None,
+                )
+                // `raw` in 256 KB pages instead of the default 1 MB: each page's encode
+                // and compress buffers grow from empty by doubling, and smaller ones stay
+                // in cache and are reused by the allocator instead of faulting in fresh
+                // pages (bench pipeline, 300k records, 3 interleaved runs: writer 2.81 →
+                // 2.62 µs/record, files +2%; 128 KB pages +4%, 32 KB +23%, as LZ4's 64 KB
+                // window loses matches across page boundaries)
+                .set_column_data_page_size_limit(ColumnPath::from(NO_STATISTICS), 256 * 1024);
         }
         for c in bloom {
             // sized for this file's rows (the default is sized for a million distinct
