@@ -608,7 +608,7 @@ pub struct KafkaReport {
 }
 
 /// What `bench kafka` produces and how the pipeline batches it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct KafkaRun {
     /// Messages per round.
     pub messages: usize,
@@ -623,6 +623,9 @@ pub struct KafkaRun {
     /// The pipeline's batch linger.
     pub linger: Duration,
     pub traffic: Traffic,
+    /// librdkafka properties for both consumers, the pipeline's and the bare reference
+    /// (fetch sizes, say), over our defaults.
+    pub consumer_properties: Vec<(String, String)>,
 }
 
 /// One round of [`bench_kafka`]: messages, seconds, and the per-thread readings
@@ -667,10 +670,14 @@ pub async fn bench_kafka(
     let run_id = uuid::Uuid::new_v4().simple().to_string();
 
     // 1. bare librdkafka consumer of the first round: receive and drop
-    let bs = broker.bootstrap.clone();
+    let (bs, props) = (broker.bootstrap.clone(), run.consumer_properties.clone());
     let group = format!("bare-{run_id}");
     let bare = tokio::task::spawn_blocking(move || -> Result<f64> {
-        let cons = bare_consumer(&bs, &group, "earliest", &[])?;
+        let props: Vec<(&str, &str)> = props
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let cons = bare_consumer(&bs, &group, "earliest", &props)?;
         let mut got = 0usize;
         let mut start = None;
         let mut last = Instant::now();
@@ -699,6 +706,9 @@ pub async fn bench_kafka(
     let data = work.join(format!("kafka-{run_id}"));
     let mut cfg = pipeline_config(&broker.bootstrap, &data, &format!("aw-{run_id}"))?;
     cfg.linger = run.linger;
+    cfg.kafka
+        .properties
+        .extend(run.consumer_properties.iter().cloned());
     let n_rules = rule_count(rules.as_ref());
     let shared = pipeline_shared(rules);
     start_probe(&shared);
@@ -1289,6 +1299,7 @@ mod tests {
                 partitions: 8,
                 linger: Duration::from_millis(100),
                 traffic: Traffic::Live { rate: 250_000.0 },
+                consumer_properties: vec![],
             },
             None,
             work.path(),

@@ -33,6 +33,14 @@ fn tune_allocator() {
     }
 }
 
+/// `KEY=VALUE` of a repeatable property option.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "auditwatch",
@@ -273,6 +281,10 @@ enum BenchCmd {
         /// waits this long before it is written, and the run ends when it is.
         #[arg(long, default_value = "100ms")]
         linger: humantime::Duration,
+        /// A librdkafka property for both consumers, the pipeline's and the bare reference
+        /// (e.g. `fetch.max.bytes=16777216`); repeatable.
+        #[arg(long = "consumer-property", value_name = "KEY=VALUE", value_parser = key_value)]
+        consumer_properties: Vec<(String, String)>,
         #[command(flatten)]
         traffic: BenchTraffic,
     },
@@ -601,6 +613,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         rounds,
                         partitions,
                         linger,
+                        consumer_properties,
                         traffic,
                     } => serde_json::to_string_pretty(
                         &loadtest::bench_kafka(
@@ -611,6 +624,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                                 partitions,
                                 linger: linger.into(),
                                 traffic: traffic.traffic(),
+                                consumer_properties,
                             },
                             rules,
                             &work,

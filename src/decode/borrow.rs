@@ -65,6 +65,7 @@ mod tests {
         d: Option<Cow<'a, str>>,
     }
 
+    #[allow(clippy::ptr_arg)] // the variant is the point
     fn borrowed(c: &Cow<str>) -> bool {
         matches!(c, Cow::Borrowed(_))
     }
