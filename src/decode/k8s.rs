@@ -12,7 +12,6 @@
 //!   requests (`/healthz`).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -120,6 +119,30 @@ struct Event<'a> {
     /// Parsed only when it may hold a `forbid` decision.
     #[serde(borrow, default)]
     annotations: Option<&'a RawValue>,
+}
+
+/// The one key of `user.extra` we read (the others are skipped, not collected).
+#[derive(Deserialize)]
+struct Extra<'a> {
+    #[serde(
+        borrow,
+        default,
+        rename = "authentication.kubernetes.io/credential-id",
+        deserialize_with = "borrow::opt_vec"
+    )]
+    credential_id: Option<Vec<S<'a>>>,
+}
+
+/// The one annotation we read.
+#[derive(Deserialize)]
+struct Annotations<'a> {
+    #[serde(
+        borrow,
+        default,
+        rename = "authorization.k8s.io/decision",
+        deserialize_with = "borrow::opt"
+    )]
+    decision: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -334,11 +357,7 @@ pub(crate) fn decode_event(
     let decision = ev
         .annotations
         .filter(|a| a.get().contains("forbid"))
-        .and_then(|a| {
-            let m: HashMap<S, S> = serde_json::from_str(a.get()).ok()?;
-            m.get("authorization.k8s.io/decision")
-                .map(|d| d.to_string())
-        });
+        .and_then(|a| serde_json::from_str::<Annotations>(a.get()).ok()?.decision);
     let decision = decision.as_deref();
     e.status_code = code;
     e.outcome = match (code, decision) {
@@ -407,10 +426,11 @@ fn auth_method(user: &UserInfo<'_>, actor_type: &str) -> Option<&'static str> {
         .extra
         .filter(|x| x.get().contains("credential-id"))
         .and_then(|x| {
-            let m: HashMap<S, Vec<S>> = serde_json::from_str(x.get()).ok()?;
-            m.get("authentication.kubernetes.io/credential-id")?
-                .first()
-                .map(|c| c.to_string())
+            serde_json::from_str::<Extra>(x.get())
+                .ok()?
+                .credential_id?
+                .into_iter()
+                .next()
         });
     match cred.as_deref() {
         Some(c) if c.starts_with("X509") => return Some("x509"),
@@ -466,5 +486,58 @@ mod tests {
             Some("exec"),
             &o
         ));
+    }
+
+    /// (auth_method, outcome) of each decoded event.
+    struct Seen(Vec<(Option<String>, Outcome)>);
+    impl EventSink for Seen {
+        fn event(&mut self, e: AccessEvent<'_>) {
+            self.0
+                .push((e.auth_method.as_deref().map(str::to_string), e.outcome));
+        }
+        fn reject(&mut self, _: &[u8], r: Rejected) {
+            panic!("rejected: {r:?}");
+        }
+    }
+
+    fn decoded(user: &str, annotations: &str) -> (Option<String>, Outcome) {
+        let text = format!(
+            r#"{{"kind":"Event","auditID":"a1","stage":"ResponseComplete","verb":"get","user":{user},"objectRef":{{"resource":"secrets","namespace":"ns","name":"db"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-11-26T10:00:00.000000Z","annotations":{annotations}}}"#
+        );
+        let mut seen = Seen(vec![]);
+        decode(&text, &DecodeOptions::default(), &mut seen).unwrap();
+        seen.0.pop().unwrap()
+    }
+
+    #[test]
+    fn credential_id_names_the_auth_method() {
+        let extra = |cred: &str| {
+            format!(
+                r#"{{"username":"alice","extra":{{"authentication.kubernetes.io/pod-name":["p"],"authentication.kubernetes.io/credential-id":["{cred}"]}}}}"#
+            )
+        };
+        let auth = |user: &str| decoded(user, "{}").0;
+        assert_eq!(auth(&extra("X509SHA256=ab12")).as_deref(), Some("x509"));
+        assert_eq!(
+            auth(&extra("JTI=0f3c")).as_deref(),
+            Some("serviceaccount_token")
+        );
+        // no or unknown credential id: from the kind of user
+        assert_eq!(auth(&extra("OTHER=1")), None);
+        assert_eq!(auth(r#"{"username":"alice","extra":{"k":["v"]}}"#), None);
+        assert_eq!(
+            auth(r#"{"username":"system:serviceaccount:ns:app"}"#).as_deref(),
+            Some("serviceaccount_token")
+        );
+    }
+
+    #[test]
+    fn a_forbid_decision_is_a_denial() {
+        let user = r#"{"username":"alice"}"#;
+        let forbid =
+            r#"{"authorization.k8s.io/decision":"forbid","authorization.k8s.io/reason":"no"}"#;
+        assert_eq!(decoded(user, forbid).1, Outcome::Denied);
+        let allow = r#"{"authorization.k8s.io/decision":"allow","note":"forbid"}"#;
+        assert_eq!(decoded(user, allow).1, Outcome::Success);
     }
 }
