@@ -1,7 +1,9 @@
 //! Decode + normalize to Arrow, against a parse-only reference measured in the same run.
 //!
 //! Reference: `serde_json` into a borrowed struct with the same fields our decoder reads
-//! (bodies and annotations as raw spans, as ours), and nothing else: no UTF-8 pass, no
+//! (bodies and annotations as raw spans, as ours; strings borrowed through
+//! `decode::borrow`, as ours — serde's own `Cow` copies every `Option<Cow<str>>`), and
+//! nothing else: no UTF-8 pass, no
 //! normalization, no redaction checks, no Arrow. Ours: `Decoder::decode_record` into
 //! the `Batcher`, finishing a `RecordBatch` every 8192 rows. Inputs are realistic ~1.5 KB
 //! Kubernetes events (RequestResponse level with bodies, secrets among them) and Vault
@@ -11,6 +13,8 @@
 //! `decode k8s: ours N ev/s, parse-only M ev/s, ratio R`.
 
 use std::borrow::Cow;
+
+use auditwatch::decode::borrow;
 use std::time::{Duration, Instant};
 
 use auditwatch::batch::{BatchLimits, Batcher};
@@ -115,19 +119,29 @@ fn vault_entries(n: usize) -> Vec<Vec<u8>> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RefK8s<'a> {
-    #[serde(rename = "auditID", borrow)]
+    #[serde(rename = "auditID", borrow, deserialize_with = "borrow::cow")]
     audit_id: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "borrow::cow")]
     stage: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "borrow::cow")]
     verb: Cow<'a, str>,
-    #[serde(borrow, rename = "requestURI")]
+    #[serde(
+        borrow,
+        rename = "requestURI",
+        default,
+        deserialize_with = "borrow::opt"
+    )]
     request_uri: Option<Cow<'a, str>>,
     #[serde(borrow)]
     user: RefUser<'a>,
-    #[serde(borrow, rename = "sourceIPs")]
+    #[serde(
+        borrow,
+        rename = "sourceIPs",
+        default,
+        deserialize_with = "borrow::opt_vec"
+    )]
     source_ips: Option<Vec<Cow<'a, str>>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     user_agent: Option<Cow<'a, str>>,
     #[serde(borrow)]
     object_ref: Option<RefObj<'a>>,
@@ -139,11 +153,11 @@ struct RefK8s<'a> {
     request_object: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow)]
     response_object: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     request_received_timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     stage_timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     timestamp: Option<Cow<'a, str>>,
     #[serde(borrow)]
     annotations: Option<&'a serde_json::value::RawValue>,
@@ -152,19 +166,19 @@ struct RefK8s<'a> {
 #[derive(Deserialize)]
 struct RefStatus<'a> {
     code: Option<i32>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     reason: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     message: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
 struct RefUser<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     username: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     uid: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt_vec")]
     groups: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow)]
     extra: Option<&'a serde_json::value::RawValue>,
@@ -172,23 +186,23 @@ struct RefUser<'a> {
 #[allow(dead_code)]
 #[derive(Deserialize)]
 struct RefObj<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     resource: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     namespace: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "apiGroup")]
+    #[serde(borrow, rename = "apiGroup", default, deserialize_with = "borrow::opt")]
     api_group: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     subresource: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
 struct RefVault<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     time: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "type")]
+    #[serde(borrow, rename = "type", deserialize_with = "borrow::cow")]
     kind: Cow<'a, str>,
     #[serde(borrow)]
     auth: Option<RefVaultAuth<'a>>,
@@ -196,49 +210,49 @@ struct RefVault<'a> {
     request: Option<RefVaultReq<'a>>,
     #[serde(borrow)]
     response: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     error: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
 struct RefVaultAuth<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     client_token: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     display_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     entity_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt_vec")]
     policies: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow)]
     metadata: Option<RefVaultMeta<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     mount_type: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
 struct RefVaultMeta<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     service_account_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     service_account_namespace: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     role_name: Option<Cow<'a, str>>,
 }
 #[allow(dead_code)]
 #[derive(Deserialize)]
 struct RefVaultReq<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     operation: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     path: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     remote_address: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     mount_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow::opt")]
     client_token: Option<Cow<'a, str>>,
     #[serde(borrow)]
     data: Option<&'a serde_json::value::RawValue>,

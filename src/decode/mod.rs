@@ -8,7 +8,7 @@
 //!   ([`k8s`], [`vault`]);
 //! - format decoders borrow from the record's bytes and redact before building a row.
 
-mod borrow;
+pub mod borrow;
 pub mod framing;
 pub mod k8s;
 pub mod vault;
