@@ -590,6 +590,8 @@ pub struct KafkaReport {
     pub round_msgs_per_s: Vec<f64>,
     pub rules: usize,
     pub linger_ms: u64,
+    /// librdkafka properties given for both consumers (`--consumer-property`).
+    pub consumer_properties: std::collections::BTreeMap<String, String>,
     /// Messages the pipeline received over all rounds, rows it stored, and rows it found
     /// already stored (none unless a message was received twice).
     pub messages_received: u64,
@@ -828,6 +830,7 @@ pub async fn bench_kafka(
             .collect(),
         rules: n_rules,
         linger_ms: run.linger.as_millis() as u64,
+        consumer_properties: run.consumer_properties.iter().cloned().collect(),
         messages_received: stats.messages,
         rows_stored: stats.written,
         duplicates: stats.duplicates,
@@ -1299,7 +1302,9 @@ mod tests {
                 partitions: 8,
                 linger: Duration::from_millis(100),
                 traffic: Traffic::Live { rate: 250_000.0 },
-                consumer_properties: vec![],
+                // applied to both consumers (librdkafka refuses to create one with an
+                // unknown or invalid property), and echoed in the report
+                consumer_properties: vec![("fetch.max.bytes".into(), "1048576".into())],
             },
             None,
             work.path(),
@@ -1319,6 +1324,12 @@ mod tests {
         // nothing stored twice
         assert!((6_000..6_100).contains(&r.messages_received), "{r:?}");
         assert_eq!(r.duplicates, 0, "{r:?}");
+        assert_eq!(
+            r.consumer_properties
+                .get("fetch.max.bytes")
+                .map(String::as_str),
+            Some("1048576")
+        );
         #[cfg(target_os = "linux")]
         assert!(r.cpu_us_per_msg.contains_key("store-writer"), "{r:?}");
         // live traffic: 3,000 records are a fraction of a second of event time, so each
