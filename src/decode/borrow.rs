@@ -11,7 +11,8 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, Error, Visitor};
 
-struct Str<'a>(Cow<'a, str>);
+/// A string that borrows from the input unless it has escapes (e.g. a map key to compare).
+pub struct Str<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -319,7 +319,7 @@ impl<'de> de::Visitor<'de> for UserAgent {
 
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(name) = map.next_key::<S<'de>>()? {
+        while let Some(borrow::Str(name)) = map.next_key()? {
             if found.is_none() && name.eq_ignore_ascii_case("user-agent") {
                 found = map.next_value::<HeaderValue>()?.0;
             } else {
