@@ -407,7 +407,7 @@ impl Store {
                     batch.num_rows().max(1) as u64,
                 );
         }
-        let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4);
+        let mut buf = Vec::with_capacity(values_size(batch) / 4);
         let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props.build()))?;
         w.write(batch)?;
         w.close()?;
@@ -567,6 +567,19 @@ pub fn partition_path(source: &str, time_us: i64) -> String {
     )
 }
 
+/// About the memory `batch`'s values take: a view column counts the values its rows point
+/// at, not the whole buffer it shares with the batch it was taken from.
+fn values_size(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_string_view_opt() {
+            Some(v) => v.len() * 16 + v.total_buffer_bytes_used(),
+            None => c.get_array_memory_size(),
+        })
+        .sum()
+}
+
 /// `batch` with its one-value-per-row string columns ([`UNIQUE_PER_ROW`], i.e. `raw`)
 /// as `Utf8View` arrays over the same buffers. Taking rows out of a view array copies
 /// 16 bytes a row, not the values: `raw` is most of an event's bytes, and copying it into
@@ -682,6 +695,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(summary.duplicates_dropped, 6, "{summary:?}");
+    }
+
+    /// A file's output buffer is sized for its own rows, not for the whole batch that its
+    /// `raw` views point into.
+    #[test]
+    fn a_file_taken_from_views_is_sized_by_its_own_rows() {
+        let text: String = (0..64)
+            .map(|i| event(i, "amy", 10, (i % 60) as u32) + "\n")
+            .collect();
+        let batch = crate::detect::tooling::decode_to_batch(text.as_bytes(), Format::Kubernetes)
+            .0
+            .unwrap();
+        let viewed = unique_strings_as_views(&batch).unwrap();
+        assert_eq!(
+            viewed.column_by_name("raw").unwrap().data_type(),
+            &DataType::Utf8View
+        );
+        let one = take_record_batch(&viewed, &UInt32Array::from(vec![3])).unwrap();
+        let raw = batch.column_by_name("raw").unwrap().as_string::<i32>();
+        assert_eq!(
+            one.column_by_name("raw").unwrap().as_string_view().value(0),
+            raw.value(3)
+        );
+        assert!(values_size(&one) >= raw.value(3).len());
+        assert!(
+            values_size(&one) * 8 < values_size(&viewed),
+            "{} vs {}",
+            values_size(&one),
+            values_size(&viewed)
+        );
     }
 
     /// Rows land in their hour's partition, each file sorted by (actor, time), and a
