@@ -27,7 +27,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimestampMicrosecondType, UInt64Type,
+    DataType, Schema, SchemaRef, TimestampMicrosecondType, UInt64Type,
 };
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -343,8 +343,9 @@ impl Store {
 
     /// Writes `batch` as a Parquet file of `schema`: the batch's own, or the same with
     /// some `Utf8` columns given as `Utf8View` (see [`unique_strings_as_views`]). The
-    /// file is the same either way: Parquet stores both as UTF-8 byte arrays, and the
-    /// Arrow schema embedded in it is `schema`.
+    /// file is the same either way: the writer encodes each column from its array, Parquet
+    /// stores both kinds as UTF-8 byte arrays, and the Arrow schema embedded in the file
+    /// is `schema` (the store tests read it back).
     async fn put_parquet(
         &self,
         path: &ObjPath,
@@ -580,8 +581,8 @@ fn values_size(batch: &RecordBatch) -> usize {
         .sum()
 }
 
-/// `batch` with its one-value-per-row string columns ([`UNIQUE_PER_ROW`], i.e. `raw`)
-/// as `Utf8View` arrays over the same buffers. Taking rows out of a view array copies
+/// `batch` with its one-value-per-row string columns ([`UNIQUE_PER_ROW`]: `event_id`,
+/// `raw`) as `Utf8View` arrays over the same buffers. Taking rows out of a view array copies
 /// 16 bytes a row, not the values: `raw` is most of an event's bytes, and copying it into
 /// each file's reordered rows was a sixth of the writer's time (with the fresh pages to
 /// fault in for the copy).
@@ -591,11 +592,9 @@ fn unique_strings_as_views(batch: &RecordBatch) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (f, c) in schema.fields().iter().zip(batch.columns()) {
         if UNIQUE_PER_ROW.contains(&f.name().as_str()) && *f.data_type() == DataType::Utf8 {
-            fields.push(Arc::new(Field::new(
-                f.name(),
-                DataType::Utf8View,
-                f.is_nullable(),
-            )));
+            fields.push(Arc::new(
+                f.as_ref().clone().with_data_type(DataType::Utf8View),
+            ));
             columns.push(Arc::new(StringViewArray::from(c.as_string::<i32>())));
         } else {
             fields.push(f.clone());
