@@ -588,6 +588,10 @@ pub struct KafkaReport {
     pub warm_ratio: Option<f64>,
     /// Each round's rate, from its first message received to its last stored.
     pub round_msgs_per_s: Vec<f64>,
+    /// Each round's CPU microseconds per message, all threads together: a slow round
+    /// with the usual CPU per message waited (on the broker, a stall), one with more was
+    /// slowed down doing its work.
+    pub round_cpu_us_per_msg: Vec<f64>,
     pub rules: usize,
     pub linger_ms: u64,
     /// librdkafka properties given for both consumers (`--consumer-property`).
@@ -827,6 +831,10 @@ pub async fn bench_kafka(
         round_msgs_per_s: measured
             .iter()
             .map(|r| r.messages as f64 / r.secs)
+            .collect(),
+        round_cpu_us_per_msg: measured
+            .iter()
+            .map(|r| per_msg(std::slice::from_ref(r)).0.values().sum())
             .collect(),
         rules: n_rules,
         linger_ms: run.linger.as_millis() as u64,
@@ -1314,6 +1322,8 @@ mod tests {
         // half of 6,000 and the responses of the last Vault requests taken
         assert!((2_950..3_100).contains(&r.messages), "{r:?}");
         assert_eq!(r.round_msgs_per_s.len(), 2, "{r:?}");
+        assert_eq!(r.round_cpu_us_per_msg.len(), 2, "{r:?}");
+        assert!(r.round_cpu_us_per_msg.iter().all(|&c| c > 0.0), "{r:?}");
         assert!(
             r.first_round_msgs_per_s > 0.0
                 && r.warm_msgs_per_s.is_some_and(|w| w > 0.0)
