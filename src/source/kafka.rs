@@ -146,7 +146,9 @@ pub struct Ctx {
 /// The parts of librdkafka's statistics we use; the rest of the JSON is skipped.
 /// rust-rdkafka's own `Statistics` decodes all of it — every broker's, topic's and
 /// partition's counters into maps of owned strings — each interval, on the receive loop's
-/// thread: with 2 × 128 partitions that was ~5% of the loop's CPU (bench kafka).
+/// thread (bench kafka, 2 × 128 partitions, 6 interleaved pairs each: a 5 s interval
+/// instead of 1 s took 0.18 µs per message off the loop; decoding only this, 0.08 µs —
+/// within the noise, but work the loop no longer does).
 #[derive(serde::Deserialize)]
 struct StatsView {
     #[serde(default)]
