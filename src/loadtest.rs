@@ -589,8 +589,8 @@ pub struct KafkaReport {
     /// Each round's rate, from its first message received to its last stored.
     pub round_msgs_per_s: Vec<f64>,
     /// Each round's CPU microseconds per message, all threads together: a slow round
-    /// with the usual CPU per message waited (on the broker, a stall), one with more was
-    /// slowed down doing its work.
+    /// with the usual CPU per message spent longer waiting (its start, its drain, the
+    /// broker), one with more was slowed down doing its work.
     pub round_cpu_us_per_msg: Vec<f64>,
     pub rules: usize,
     pub linger_ms: u64,
