@@ -33,8 +33,8 @@ use crate::error::{Error, Result};
 use crate::generate::{GenSource, GenerateOptions, Generator, LiveOptions};
 use crate::source::kafka::{self, Shared};
 
-const TOPIC_K8S: &str = "bench-k8s";
-const TOPIC_VAULT: &str = "bench-vault";
+pub const TOPIC_K8S: &str = "bench-k8s";
+pub const TOPIC_VAULT: &str = "bench-vault";
 
 /// Generated records, split by source.
 pub struct Corpus {
@@ -458,6 +458,40 @@ impl Broker {
         self._mock.is_some()
     }
 
+    /// On a given broker, creates the bench topics with `partitions` each (topics that
+    /// exist are left as they are). A broker that does not create topics on first use
+    /// would otherwise refuse every message, and the run would wait for none to arrive.
+    pub async fn ensure_topics(&self, partitions: i32) -> Result<()> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        use rdkafka::types::RDKafkaErrorCode;
+        if self.is_mock() {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let topics: Vec<NewTopic> = [TOPIC_K8S, TOPIC_VAULT]
+            .iter()
+            .map(|t| NewTopic::new(t, partitions.max(1), TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(topics.iter(), &opts)
+            .await
+            .map_err(|e| Error::Kafka(format!("creating the bench topics: {e}")))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => {
+                    return Err(Error::Kafka(format!("cannot create topic {t}: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// What the reports call it.
     pub fn label(&self) -> String {
         if self.is_mock() {
@@ -651,6 +685,7 @@ pub async fn bench_kafka(
 ) -> Result<KafkaReport> {
     let rounds = run.rounds.max(1);
     let broker = Broker::open(bootstrap, run.partitions)?;
+    broker.ensure_topics(run.partitions).await?;
     let c = Arc::new(corpus(run.messages * rounds, 11, run.traffic)?);
     // the mock keeps about the last 5 MB per partition: a round must stay well under it
     // (keys spread messages unevenly)
@@ -1062,6 +1097,7 @@ pub async fn bench_latency(
         Traffic::Live { rate: rate as f64 }
     };
     let broker = Broker::open(bootstrap, partitions)?;
+    broker.ensure_topics(partitions).await?;
     let want = (rate as f64 * duration.as_secs_f64()) as usize;
     let c = Arc::new(corpus(want, 13, traffic)?);
     // the reference first: the same production read by a do-nothing consumer (on a mock

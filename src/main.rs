@@ -274,7 +274,8 @@ enum BenchCmd {
         /// keeps only ~5 MB per partition, too little for one long run).
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
         rounds: u32,
-        /// Partitions per topic of the mock cluster (it keeps ~5 MB per partition).
+        /// Partitions per topic of the mock cluster (it keeps ~5 MB per partition); with
+        /// --bootstrap, of the bench topics when they do not exist yet (they are created).
         #[arg(long, default_value_t = 128)]
         partitions: i32,
         /// The pipeline's batch linger (`pipeline.linger`) for the run. The last batch
@@ -300,7 +301,8 @@ enum BenchCmd {
         /// Partitions per topic of the mock cluster. It keeps ~5 MB per partition, enough
         /// here as long as the consumer keeps up; its own delivery slows with partitions
         /// (at 50k msg/s a do-nothing consumer's p99 is ~25 ms with 32, 80 ms with 64 and
-        /// 1-3 s with 128).
+        /// 1-3 s with 128). With --bootstrap: of the bench topics when they do not exist
+        /// yet (they are created).
         #[arg(long, default_value_t = 32)]
         partitions: i32,
         /// The pipeline's batch linger (`pipeline.linger`) for the run.

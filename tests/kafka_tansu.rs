@@ -411,3 +411,33 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// `bench kafka --bootstrap` and `bench latency --bootstrap` create their topics on a real
+/// broker with the partitions asked for (tansu, like most production clusters, does not
+/// create topics on first use), and leave topics that exist alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_creates_its_topics_on_a_real_broker() {
+    let _turn = BROKER_TESTS.lock().await;
+    let Some(bin) = tansu_bin() else {
+        println!(
+            "SKIPPED the_load_tool_creates_its_topics_on_a_real_broker: no tansu binary (set AUDITWATCH_TANSU_BIN)"
+        );
+        return;
+    };
+    let broker = start_broker(&bin);
+    let b = auditwatch::loadtest::Broker::open(Some(&broker.bootstrap), 3).unwrap();
+    b.ensure_topics(3).await.unwrap();
+    b.ensure_topics(3).await.unwrap();
+    let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    for t in [
+        auditwatch::loadtest::TOPIC_K8S,
+        auditwatch::loadtest::TOPIC_VAULT,
+    ] {
+        let md = rdkafka::consumer::Consumer::fetch_metadata(&c, Some(t), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(md.topics()[0].partitions().len(), 3, "{t}");
+    }
+}
