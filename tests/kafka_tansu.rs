@@ -46,6 +46,15 @@ fn tansu_bin() -> Option<String> {
     ok.then(|| "tansu".to_string())
 }
 
+/// The tansu binary, or `None` after printing that `test` is skipped.
+fn tansu_or_skip(test: &str) -> Option<String> {
+    let bin = tansu_bin();
+    if bin.is_none() {
+        println!("SKIPPED {test}: no tansu binary (set AUDITWATCH_TANSU_BIN)");
+    }
+    bin
+}
+
 fn start_broker(bin: &str) -> Broker {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -175,10 +184,7 @@ fn rows(data: &std::path::Path) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_broker_n_events_become_n_unique_rows() {
     let _turn = BROKER_TESTS.lock().await;
-    let Some(bin) = tansu_bin() else {
-        println!(
-            "SKIPPED real_broker_n_events_become_n_unique_rows: no tansu binary (set AUDITWATCH_TANSU_BIN)"
-        );
+    let Some(bin) = tansu_or_skip("real_broker_n_events_become_n_unique_rows") else {
         return;
     };
     let broker = start_broker(&bin);
@@ -243,10 +249,8 @@ async fn real_broker_n_events_become_n_unique_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_at_random_points_loses_and_duplicates_nothing() {
     let _turn = BROKER_TESTS.lock().await;
-    let Some(bin) = tansu_bin() else {
-        println!(
-            "SKIPPED kill_dash_nine_at_random_points_loses_and_duplicates_nothing: no tansu binary"
-        );
+    let Some(bin) = tansu_or_skip("kill_dash_nine_at_random_points_loses_and_duplicates_nothing")
+    else {
         return;
     };
     let broker = start_broker(&bin);
@@ -418,10 +422,7 @@ unsafe extern "C" {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_tool_creates_its_topics_on_a_real_broker() {
     let _turn = BROKER_TESTS.lock().await;
-    let Some(bin) = tansu_bin() else {
-        println!(
-            "SKIPPED the_load_tool_creates_its_topics_on_a_real_broker: no tansu binary (set AUDITWATCH_TANSU_BIN)"
-        );
+    let Some(bin) = tansu_or_skip("the_load_tool_creates_its_topics_on_a_real_broker") else {
         return;
     };
     let broker = start_broker(&bin);
