@@ -546,6 +546,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let store = auditwatch::store::Store::open_local(&data.data_dir)?;
             let fs = object_store::local::LocalFileSystem::new_with_prefix(store.root())?
                 .with_automatic_cleanup(true);
+            let fs = auditwatch::store::durable::SyncedLocal::new(fs, store.root().to_path_buf());
             let summary = rt
                 .block_on(compact::compact(std::sync::Arc::new(fs), &opts))
                 .context("compact failed")?;

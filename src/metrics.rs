@@ -23,6 +23,8 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     pub batch_rows: HistogramVec,
     pub store_write_seconds: HistogramVec,
+    /// Making one written store file durable: fsync of the file and its directories.
+    pub store_sync_seconds: prometheus::Histogram,
     pub queue_depth: IntGaugeVec,
     pub vault_pending_requests: IntGauge,
     pub kafka_connected: IntGauge,
@@ -100,6 +102,12 @@ fn build() -> prometheus::Result<Metrics> {
             "Latency of writing one batch to the store",
             &["table"],
             prometheus::exponential_buckets(0.001, 2.0, 14)?,
+            r
+        )?,
+        store_sync_seconds: prometheus::register_histogram_with_registry!(
+            "auditwatch_store_sync_seconds",
+            "Latency of making one written store file durable (fsync of the file and its directories)",
+            prometheus::exponential_buckets(0.0005, 2.0, 14)?,
             r
         )?,
         queue_depth: register_int_gauge_vec_with_registry!(
