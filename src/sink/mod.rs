@@ -66,6 +66,7 @@ impl Outbox {
         let seq = segments(dir).last().copied().unwrap_or(1);
         let path = dir.join(segment_name(seq));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        crate::store::durable::sync_dir(dir)?;
         let len = file.metadata()?.len();
         Ok(Outbox {
             dir: dir.to_path_buf(),
@@ -90,6 +91,8 @@ impl Outbox {
                 .create(true)
                 .append(true)
                 .open(self.dir.join(segment_name(self.seq)))?;
+            // the new segment's name must survive a crash along with its contents
+            crate::store::durable::sync_dir(&self.dir)?;
             self.len = 0;
         }
         let mut buf = Vec::new();
@@ -193,6 +196,7 @@ fn save_cursor(dir: &Path, sink: &str, c: Cursor) -> Result<()> {
     std::fs::write(&tmp, serde_json::to_vec(&c)?)?;
     File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &p)?;
+    crate::store::durable::sync_dir(&dir.join("cursors"))?;
     Ok(())
 }
 

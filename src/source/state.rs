@@ -145,6 +145,11 @@ impl BaselineState {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
+        // the rename is a directory entry: durable only once the directory is synced
+        match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => crate::store::durable::sync_dir(d)?,
+            _ => crate::store::durable::sync_dir(Path::new("."))?,
+        }
         crate::metrics::metrics()
             .baseline_snapshot_bytes
             .set(body.len() as i64);

@@ -69,6 +69,12 @@ impl SyncedLocal {
     }
 }
 
+/// Makes the entries of directory `dir` durable — a file created or renamed into it
+/// (fsync of the file alone does not cover its name).
+pub fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// Syncs `dir` and each parent up to and including `root`. A directory that no longer
 /// exists (removed when its last file was deleted) is skipped for its parent.
 fn sync_dirs(mut dir: Option<&FsPath>, root: &FsPath) -> std::io::Result<()> {
