@@ -11,7 +11,9 @@
 //! same source and event time, so they land in the same partition; before writing, the
 //! rows whose key is already in that partition (read from the files' `row_key` column,
 //! then cached) are dropped and counted as duplicates. Files are written whole with a
-//! single `put` (atomic on every object store), so readers never see partial files.
+//! single `put` (atomic on every object store), so readers never see partial files; in a
+//! local directory the `put` returns only once the file and its directories are fsync'd
+//! ([`durable::SyncedLocal`]), so a stored Kafka offset never outlives its rows.
 //!
 //! Files are sorted by (actor, time) and carry page-level statistics and bloom filters on
 //! `actor` and `resource_path` so identity and path queries prune most row groups.
