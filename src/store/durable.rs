@@ -79,8 +79,8 @@ pub fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
 /// exists (removed when its last file was deleted) is skipped for its parent.
 fn sync_dirs(mut dir: Option<&FsPath>, root: &FsPath) -> std::io::Result<()> {
     while let Some(d) = dir {
-        match File::open(d) {
-            Ok(f) => f.sync_all()?,
+        match sync_dir(d) {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -90,6 +90,13 @@ fn sync_dirs(mut dir: Option<&FsPath>, root: &FsPath) -> std::io::Result<()> {
         dir = d.parent();
     }
     Ok(())
+}
+
+/// Syncs the directories that held `location` up to `root` (after a delete or a rename
+/// away from it).
+async fn sync_parents(inner: &LocalFileSystem, root: PathBuf, location: &Path) -> Result<()> {
+    let file = inner.path_to_filesystem(location)?;
+    blocking(move || sync_dirs(file.parent(), &root)).await
 }
 
 async fn blocking(f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> Result<()> {
@@ -149,8 +156,7 @@ impl ObjectStore for SyncedLocal {
                 let (inner, root) = (inner.clone(), root.clone());
                 async move {
                     let location = deleted?;
-                    let file = inner.path_to_filesystem(&location)?;
-                    blocking(move || sync_dirs(file.parent(), &root)).await?;
+                    sync_parents(&inner, root, &location).await?;
                     Ok(location)
                 }
             })
@@ -181,9 +187,7 @@ impl ObjectStore for SyncedLocal {
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.inner.rename_opts(from, to, options).await?;
         self.sync_file(to).await?;
-        let from = self.inner.path_to_filesystem(from)?;
-        let root = self.root.clone();
-        blocking(move || sync_dirs(from.parent(), &root)).await
+        sync_parents(&self.inner, self.root.clone(), from).await
     }
 }
 
