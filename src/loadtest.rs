@@ -626,6 +626,9 @@ pub struct KafkaReport {
     /// with the usual CPU per message spent longer waiting (its start, its drain, the
     /// broker), one with more was slowed down doing its work.
     pub round_cpu_us_per_msg: Vec<f64>,
+    /// Each round's drain: from its last message received to its last stored (the open
+    /// batches' linger and the writer finishing what is queued).
+    pub round_drain_ms: Vec<f64>,
     pub rules: usize,
     pub linger_ms: u64,
     /// librdkafka properties given for both consumers (`--consumer-property`).
@@ -673,6 +676,8 @@ pub struct KafkaRun {
 struct Round {
     messages: usize,
     secs: f64,
+    /// From the round's last message received to its last stored.
+    drain_secs: f64,
     usage: [(Reading, Reading); 2],
 }
 
@@ -797,14 +802,20 @@ pub async fn bench_kafka(
         measured.push(Round {
             messages,
             secs: 0.0,
+            drain_secs: 0.0,
             usage: [usage.clone(), usage],
         });
         target += messages;
         let before = consumed();
         let mut first: Option<Instant> = None;
+        let mut last: Option<Instant> = None;
         while stored() < target && Instant::now() < deadline {
-            if first.is_none() && consumed() > before {
+            let got = consumed() - before;
+            if first.is_none() && got > 0 {
                 first = Some(Instant::now());
+            }
+            if last.is_none() && got >= messages as u64 {
+                last = Some(Instant::now());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -817,6 +828,7 @@ pub async fn bench_kafka(
         }
         let r = measured.last_mut().expect("pushed above");
         r.secs = first.map_or(1.0, |f| f.elapsed().as_secs_f64());
+        r.drain_secs = last.map_or(0.0, |l| l.elapsed().as_secs_f64());
         r.usage[1] = thread_usage();
     }
     token.cancel();
@@ -867,6 +879,7 @@ pub async fn bench_kafka(
             .iter()
             .map(|r| r.messages as f64 / r.secs)
             .collect(),
+        round_drain_ms: measured.iter().map(|r| r.drain_secs * 1e3).collect(),
         round_cpu_us_per_msg: measured
             .iter()
             .map(|r| per_msg(std::slice::from_ref(r)).0.values().sum())
@@ -1360,6 +1373,12 @@ mod tests {
         assert_eq!(r.round_msgs_per_s.len(), 2, "{r:?}");
         assert_eq!(r.round_cpu_us_per_msg.len(), 2, "{r:?}");
         assert!(r.round_cpu_us_per_msg.iter().all(|&c| c > 0.0), "{r:?}");
+        // each round's drain (last received → last stored) is a part of its time
+        assert_eq!(r.round_drain_ms.len(), 2, "{r:?}");
+        for (drain, rate) in r.round_drain_ms.iter().zip(&r.round_msgs_per_s) {
+            let round_ms = r.messages as f64 / rate * 1e3;
+            assert!(*drain > 0.0 && *drain < round_ms * 1.1, "{r:?}");
+        }
         assert!(
             r.first_round_msgs_per_s > 0.0
                 && r.warm_msgs_per_s.is_some_and(|w| w > 0.0)
