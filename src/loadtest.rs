@@ -627,7 +627,8 @@ pub struct KafkaReport {
     /// broker), one with more was slowed down doing its work.
     pub round_cpu_us_per_msg: Vec<f64>,
     /// Each round's drain: from its last message received to its last stored (the open
-    /// batches' linger and the writer finishing what is queued).
+    /// batches' linger and the writer finishing what is queued); 0 when the bench saw
+    /// both in one 5 ms poll.
     pub round_drain_ms: Vec<f64>,
     pub rules: usize,
     pub linger_ms: u64,
@@ -1373,11 +1374,12 @@ mod tests {
         assert_eq!(r.round_msgs_per_s.len(), 2, "{r:?}");
         assert_eq!(r.round_cpu_us_per_msg.len(), 2, "{r:?}");
         assert!(r.round_cpu_us_per_msg.iter().all(|&c| c > 0.0), "{r:?}");
-        // each round's drain (last received → last stored) is a part of its time
+        // each round's drain (last received → last stored) is a part of its time; 0 when
+        // both happened within one 5 ms poll of the bench
         assert_eq!(r.round_drain_ms.len(), 2, "{r:?}");
         for (drain, rate) in r.round_drain_ms.iter().zip(&r.round_msgs_per_s) {
             let round_ms = r.messages as f64 / rate * 1e3;
-            assert!(*drain > 0.0 && *drain < round_ms * 1.1, "{r:?}");
+            assert!(*drain >= 0.0 && *drain < round_ms * 1.1, "{r:?}");
         }
         assert!(
             r.first_round_msgs_per_s > 0.0
