@@ -492,6 +492,24 @@ impl Broker {
         Ok(())
     }
 
+    /// On a given broker, starts each of `groups` (new consumer groups of this run) at
+    /// this run's first messages: each partition's committed offset is the first offset
+    /// the run's delivery reports gave it (`first`), or, for a partition the run has not
+    /// written to yet, its end offset read now. Messages left in the topics by earlier runs
+    /// are then neither received nor counted as this run's (a new group with
+    /// `auto.offset.reset=earliest` would read them all first). Delivery reports, not
+    /// end offsets, because tansu 0.6.0 reports a partition's end as its last record
+    /// batch's first offset + 1. The mock starts empty: nothing to do.
+    pub async fn start_groups_at(&self, groups: &[String], first: &FirstOffsets) -> Result<()> {
+        if self.is_mock() {
+            return Ok(());
+        }
+        let (bootstrap, groups, first) = (self.bootstrap.clone(), groups.to_vec(), first.clone());
+        tokio::task::spawn_blocking(move || start_groups_at(&bootstrap, &groups, &first))
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?
+    }
+
     /// What the reports call it.
     pub fn label(&self) -> String {
         if self.is_mock() {
@@ -502,17 +520,107 @@ impl Broker {
     }
 }
 
+/// The first offset each (topic, partition) was given by a producer's delivery reports.
+pub type FirstOffsets = std::collections::HashMap<(String, i32), i64>;
+
+fn start_groups_at(bootstrap: &str, groups: &[String], first: &FirstOffsets) -> Result<()> {
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::{Offset, TopicPartitionList};
+    let timeout = Duration::from_secs(30);
+    let kerr = |what: &str, e: rdkafka::error::KafkaError| Error::Kafka(format!("{what}: {e}"));
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| kerr("creating a client", e))?;
+    let mut start = TopicPartitionList::new();
+    for topic in [TOPIC_K8S, TOPIC_VAULT] {
+        let md = probe
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| kerr("reading the bench topics' metadata", e))?;
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            let offset = match first.get(&(topic.to_string(), p.id())) {
+                Some(&o) => o,
+                None => {
+                    probe
+                        .fetch_watermarks(topic, p.id(), timeout)
+                        .map_err(|e| kerr(&format!("reading the end of {topic}/{}", p.id()), e))?
+                        .1
+                }
+            };
+            start
+                .add_partition_offset(topic, p.id(), Offset::Offset(offset))
+                .map_err(|e| kerr("listing offsets", e))?;
+        }
+    }
+    for group in groups {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| kerr("creating a client", e))?;
+        c.commit(&start, CommitMode::Sync)
+            .map_err(|e| kerr(&format!("starting group {group} at this run's messages"), e))?;
+    }
+    Ok(())
+}
+
+/// A bench producer's delivery reports: the first offset each partition got, and how many
+/// messages the broker did not take.
+#[derive(Default)]
+struct Deliveries {
+    first: std::sync::Mutex<FirstOffsets>,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, r: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        use rdkafka::Message;
+        match r {
+            Ok(m) => {
+                let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+                match first.get_mut(&(m.topic().to_string(), m.partition())) {
+                    Some(o) => *o = (*o).min(m.offset()),
+                    None => {
+                        first.insert((m.topic().to_string(), m.partition()), m.offset());
+                    }
+                }
+            }
+            Err(_) => {
+                self.failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 fn producer(bootstrap: &str) -> Result<BaseProducer> {
+    producer_with(bootstrap, rdkafka::producer::DefaultProducerContext)
+}
+
+fn producer_with<C: rdkafka::producer::ProducerContext>(
+    bootstrap: &str,
+    context: C,
+) -> Result<BaseProducer<C>> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "10")
         .set("queue.buffering.max.messages", "500000")
         .set("queue.buffering.max.kbytes", "1048576")
-        .create()
+        .create_with_context(context)
         .map_err(|e| Error::Kafka(e.to_string()))
 }
 
-fn send(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
+fn send<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
+    p: &BaseProducer<C>,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) {
     let mut rec = BaseRecord::to(topic).key(key).payload(payload);
     loop {
         match p.send(rec) {
@@ -531,11 +639,17 @@ pub fn produce_all(bootstrap: &str, c: &Corpus) -> Result<()> {
 }
 
 /// The `round`-th of `rounds` equal slices of each source of `c` (its messages in
-/// order), produced and flushed; returns how many messages that was.
-fn produce_round(bootstrap: &str, c: &Corpus, round: usize, rounds: usize) -> Result<usize> {
+/// order), produced and flushed; returns how many messages that was, and the first offset
+/// each partition got. Fails if the broker did not take every one.
+fn produce_round(
+    bootstrap: &str,
+    c: &Corpus,
+    round: usize,
+    rounds: usize,
+) -> Result<(usize, FirstOffsets)> {
     let slice = |len: usize| len * round / rounds..len * (round + 1) / rounds;
     let (k, v) = (slice(c.k8s.len()), slice(c.vault.len()));
-    let p = producer(bootstrap)?;
+    let p = producer_with(bootstrap, Deliveries::default())?;
     for (m, key) in c.k8s[k.clone()].iter().zip(&c.keys_k8s[k.clone()]) {
         send(&p, TOPIC_K8S, key, m);
         p.poll(Duration::ZERO);
@@ -546,7 +660,16 @@ fn produce_round(bootstrap: &str, c: &Corpus, round: usize, rounds: usize) -> Re
     }
     p.flush(Duration::from_secs(120))
         .map_err(|e| Error::Kafka(e.to_string()))?;
-    Ok(k.len() + v.len())
+    let d = p.context();
+    let failed = d.failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        return Err(Error::Kafka(format!(
+            "the broker did not take {failed} of {} messages",
+            k.len() + v.len()
+        )));
+    }
+    let first = std::mem::take(&mut *d.first.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok((k.len() + v.len(), first))
 }
 
 /// The state a bench run shares with its pipeline, with `rules` loaded.
@@ -713,18 +836,21 @@ pub async fn bench_kafka(
                 .map_err(|e| Error::Config(e.to_string()))?
         }
     };
-    let first_n = produce(0).await?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let (bare_group, group) = (format!("bare-{run_id}"), format!("aw-{run_id}"));
+    let (first_n, first_offsets) = produce(0).await?;
+    broker
+        .start_groups_at(&[bare_group.clone(), group.clone()], &first_offsets)
+        .await?;
 
     // 1. bare librdkafka consumer of the first round: receive and drop
     let (bs, props) = (broker.bootstrap.clone(), run.consumer_properties.clone());
-    let group = format!("bare-{run_id}");
     let bare = tokio::task::spawn_blocking(move || -> Result<f64> {
         let props: Vec<(&str, &str)> = props
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let cons = bare_consumer(&bs, &group, "earliest", &props)?;
+        let cons = bare_consumer(&bs, &bare_group, "earliest", &props)?;
         let mut got = 0usize;
         let mut start = None;
         let mut last = Instant::now();
@@ -751,7 +877,7 @@ pub async fn bench_kafka(
 
     // 2. our pipeline, round after round, each until every message of it is stored
     let data = work.join(format!("kafka-{run_id}"));
-    let mut cfg = pipeline_config(&broker.bootstrap, &data, &format!("aw-{run_id}"))?;
+    let mut cfg = pipeline_config(&broker.bootstrap, &data, &group)?;
     cfg.linger = run.linger;
     cfg.kafka
         .properties
@@ -794,7 +920,7 @@ pub async fn bench_kafka(
         };
         let messages = match round {
             0 => first_n,
-            _ => produce(round).await?,
+            _ => produce(round).await?.0,
         };
         let usage = thread_usage();
         if let Some(assigned) = &paused {

@@ -442,3 +442,43 @@ async fn the_load_tool_creates_its_topics_on_a_real_broker() {
         assert_eq!(md.topics()[0].partitions().len(), 3, "{t}");
     }
 }
+
+/// `bench kafka --bootstrap` run twice against one broker: each run's consumer groups start
+/// at the end the bench topics had before it produced, so the second run receives and
+/// counts only its own messages, not the first run's left in the topics (a new group
+/// reading from the earliest offset would take those as its own and finish early).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_counts_only_its_own_messages_on_a_reused_broker() {
+    use auditwatch::loadtest::{KafkaRun, Traffic, bench_kafka};
+    let _turn = BROKER_TESTS.lock().await;
+    let Some(bin) = tansu_or_skip("the_load_tool_counts_only_its_own_messages_on_a_reused_broker")
+    else {
+        return;
+    };
+    let broker = start_broker(&bin);
+    let work = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let r = bench_kafka(
+            Some(&broker.bootstrap),
+            KafkaRun {
+                messages: 2_000,
+                rounds: 2,
+                partitions: 3,
+                linger: Duration::from_millis(100),
+                traffic: Traffic::Live { rate: 250_000.0 },
+                // tansu answers a fetch only after its full wait
+                consumer_properties: vec![("fetch.wait.max.ms".into(), "10".into())],
+            },
+            None,
+            work.path(),
+        )
+        .await
+        .unwrap();
+        // two rounds of 2,000 and the responses of the last Vault requests taken
+        assert!(
+            (4_000..4_100).contains(&r.messages_received),
+            "run {run}: {r:?}"
+        );
+        assert_eq!(r.duplicates, 0, "run {run}: {r:?}");
+    }
+}
