@@ -1038,6 +1038,8 @@ pub struct LatencyReport {
     /// Batches close on rows or this, whichever first.
     pub linger_ms: u64,
     pub rules: usize,
+    /// librdkafka properties given for the run (both consumers).
+    pub consumer_properties: std::collections::BTreeMap<String, String>,
     /// The same production measured by a bare librdkafka consumer (Kafka timestamp to
     /// the message in its hands): what the broker and client alone add.
     pub bare_consumer: PacedLatency,
@@ -1203,7 +1205,7 @@ async fn bare_latency(
 }
 
 /// What `bench latency` produces and how the pipeline batches it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LatencyRun {
     /// Messages per second.
     pub rate: u64,
@@ -1214,6 +1216,10 @@ pub struct LatencyRun {
     pub linger: Duration,
     /// Replayed simulated days instead of live traffic at `rate`.
     pub replay: bool,
+    /// librdkafka properties for both consumers, the pipeline's and the bare reference,
+    /// over our defaults (e.g. `fetch.wait.max.ms`, which a broker like tansu waits out on
+    /// every fetch).
+    pub consumer_properties: Vec<(String, String)>,
 }
 
 /// Produce at `rate` for `duration` while the pipeline runs; latency from each message's
@@ -1230,6 +1236,7 @@ pub async fn bench_latency(
         partitions,
         linger,
         replay,
+        consumer_properties,
     } = run;
     let traffic = if replay {
         Traffic::Replay
@@ -1245,16 +1252,21 @@ pub async fn bench_latency(
     // The mock answers a fetch that finds no data only after the full `fetch.wait.max.ms`
     // (librdkafka's default 500 ms), even when messages arrive meanwhile; a real broker
     // answers as soon as they do. Both consumers ask the mock for short waits instead.
-    let fetch: &[(&str, &str)] = if broker.is_mock() {
-        &[("fetch.wait.max.ms", "10")]
-    } else {
-        &[]
-    };
+    // Properties given for the run come after (and so override) that.
+    let mut props: Vec<(&str, &str)> = Vec::new();
+    if broker.is_mock() {
+        props.push(("fetch.wait.max.ms", "10"));
+    }
+    props.extend(
+        consumer_properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     let bare_consumer = if broker.is_mock() {
         let own = Broker::open(None, partitions)?;
-        bare_latency(&own.bootstrap, c.clone(), rate, fetch).await?
+        bare_latency(&own.bootstrap, c.clone(), rate, &props).await?
     } else {
-        bare_latency(&broker.bootstrap, c.clone(), rate, fetch).await?
+        bare_latency(&broker.bootstrap, c.clone(), rate, &props).await?
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let in_process = in_process_latency(
@@ -1271,7 +1283,7 @@ pub async fn bench_latency(
     cfg.kafka
         .properties
         .insert("auto.offset.reset".into(), "latest".into());
-    for (k, v) in fetch {
+    for (k, v) in &props {
         cfg.kafka.properties.insert(k.to_string(), v.to_string());
     }
     let n_rules = rule_count(rules.as_ref());
@@ -1315,6 +1327,7 @@ pub async fn bench_latency(
         max_ms: ours.max_ms,
         linger_ms: linger.as_millis() as u64,
         rules: n_rules,
+        consumer_properties: consumer_properties.into_iter().collect(),
         bare_consumer,
         in_process,
     })
@@ -1581,6 +1594,8 @@ mod tests {
                 partitions: 4,
                 linger: Duration::from_millis(50),
                 replay: false,
+                // over the mock's 10 ms default, for both consumers, and echoed
+                consumer_properties: vec![("fetch.wait.max.ms".into(), "20".into())],
             },
             None,
             work.path(),
@@ -1588,6 +1603,12 @@ mod tests {
         .await
         .unwrap();
         assert!((400..500).contains(&r.messages), "{r:?}");
+        assert_eq!(
+            r.consumer_properties
+                .get("fetch.wait.max.ms")
+                .map(String::as_str),
+            Some("20")
+        );
         assert_eq!(r.bare_consumer.messages, r.messages, "{r:?}");
         assert_eq!(r.in_process.messages, r.messages, "{r:?}");
         for q in [

@@ -311,6 +311,11 @@ enum BenchCmd {
         /// Replay simulated days from their start instead of live traffic at --rate.
         #[arg(long)]
         replay: bool,
+        /// A librdkafka property for both consumers, the pipeline's and the bare reference
+        /// (e.g. `fetch.wait.max.ms=10` against a broker that waits it out on every
+        /// fetch, as tansu does); repeatable.
+        #[arg(long = "consumer-property", value_name = "KEY=VALUE", value_parser = key_value)]
+        consumer_properties: Vec<(String, String)>,
     },
 }
 
@@ -641,6 +646,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         partitions,
                         linger,
                         replay,
+                        consumer_properties,
                     } => serde_json::to_string_pretty(
                         &loadtest::bench_latency(
                             bootstrap.as_deref(),
@@ -650,6 +656,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                                 partitions,
                                 linger: linger.into(),
                                 replay,
+                                consumer_properties,
                             },
                             rules,
                             &work,
