@@ -444,9 +444,9 @@ async fn the_load_tool_creates_its_topics_on_a_real_broker() {
 }
 
 /// `bench kafka --bootstrap` run twice against one broker: each run's consumer groups start
-/// at the end the bench topics had before it produced, so the second run receives and
-/// counts only its own messages, not the first run's left in the topics (a new group
-/// reading from the earliest offset would take those as its own and finish early).
+/// at the first offsets its own messages got, so the second run receives and counts only
+/// its own messages, not the first run's left in the topics (a new group reading from the
+/// earliest offset would take those as its own and finish its rounds early).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_tool_counts_only_its_own_messages_on_a_reused_broker() {
     use auditwatch::loadtest::{KafkaRun, Traffic, bench_kafka};
