@@ -282,9 +282,11 @@ async fn two_instances_with_a_rebalance_mid_stream_lose_and_duplicate_nothing() 
 }
 
 /// The broker goes away for 30 s mid-run and comes back: the pipeline keeps retrying
-/// without crashing, and every event is stored exactly once.
+/// without crashing, says it is not ready while the broker is away (what `/readyz`
+/// answers) and ready again once it is back, and every event is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_for_30s_mid_stream_loses_nothing() {
+    use auditwatch::source::kafka::{self, Shared};
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("k8s-audit", 4, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
@@ -292,18 +294,46 @@ async fn broker_down_for_30s_mid_stream_loses_nothing() {
     produce(&bootstrap, &events(0..n / 2)).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
-    let run = start(config(&bootstrap, &data, "aw-outage", ""));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // the pipeline as `run` starts it, with its readiness in our hands
+    let shared = std::sync::Arc::new(Shared::default());
+    let token = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let (cfg, shared, token) = (
+            config(&bootstrap, &data, "aw-outage", ""),
+            shared.clone(),
+            token.clone(),
+        );
+        tokio::spawn(async move { kafka::run(&cfg, shared, token).await })
+    };
+    let ready_within = |want: bool, secs: u64| {
+        let shared = shared.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+            while shared.is_ready() != want && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            shared.is_ready() == want
+        }
+    };
+    assert!(ready_within(true, 20).await, "ready once assigned");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.broker_down(1).unwrap();
-    tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(
-        !run.1.is_finished(),
-        "the pipeline survives a broker outage"
+        ready_within(false, 20).await,
+        "not ready while the broker is away"
     );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(!run.is_finished(), "the pipeline survives a broker outage");
+    assert!(!shared.is_ready(), "still not ready 30 s into the outage");
     cluster.broker_up(1).unwrap();
+    assert!(
+        ready_within(true, 60).await,
+        "ready again once the broker is back"
+    );
     produce(&bootstrap, &events(n / 2..n)).await;
     wait_unique(&data, n as i64).await;
-    stop(run).await;
+    token.cancel();
+    run.await.unwrap().unwrap();
     assert_eq!(totals(&data).await, (n as i64, n as i64));
 }
 
