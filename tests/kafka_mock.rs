@@ -139,6 +139,49 @@ async fn n_messages_become_n_unique_rows_and_bad_ones_go_to_quarantine_and_dlq()
     .unwrap();
     assert_eq!(prov, n as i64, "every row carries its Kafka provenance");
 
+    // what /metrics serves after the run: the set, with values from this run
+    // (the registry is the process's and other tests run alongside: lower bounds only)
+    let text = auditwatch::metrics::render();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let topic = "{topic=\"k8s-audit\"}";
+    assert!(
+        value(&format!("auditwatch_consumed_messages_total{topic}")) >= (n + 2) as f64,
+        "{text}"
+    );
+    assert!(
+        value(&format!("auditwatch_consumed_bytes_total{topic}")) >= (n * 500) as f64,
+        "{text}"
+    );
+    assert!(
+        (0..4).any(|p| text.contains(&format!(
+            "auditwatch_consumer_lag_messages{{partition=\"{p}\",topic=\"k8s-audit\"}}"
+        ))),
+        "lag per partition: {text}"
+    );
+    assert!(
+        value("auditwatch_batch_rows_count{table=\"events\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        value("auditwatch_batch_rows_sum{table=\"events\"}") >= n as f64,
+        "{text}"
+    );
+    assert!(
+        value("auditwatch_store_write_seconds_count{table=\"events\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("auditwatch_queue_depth{queue=\"store_writer\"}"),
+        "{text}"
+    );
+    assert!(value("auditwatch_dead_letters_total ") >= 2.0, "{text}");
+    assert!(text.contains("auditwatch_commit_failures_total "), "{text}");
+
     // the dead-letter topic has both bad messages, with reason and origin in headers
     let dlq: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
