@@ -499,3 +499,139 @@ async fn baseline_state_is_saved_with_its_offsets_and_restored() {
         "offsets were committed up to the saved state"
     );
 }
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// `auditwatch run --config FILE` as an operator runs it, interrupted with SIGINT (Ctrl-C)
+/// mid-stream: it drains, writes what it holds, commits and exits 0 — the offsets the group
+/// has committed are exactly the rows in the store (nothing committed that is not stored,
+/// nothing stored left uncommitted), and the next run reads only the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_drains_commits_what_is_stored_and_exits_0() {
+    use rdkafka::TopicPartitionList;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("k8s-audit", 4, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let n = 8_000;
+    produce(&bootstrap, &events(0..2_000)).await;
+    // the rest arrives as a live stream would, while the run is interrupted
+    let producing = {
+        let bootstrap = bootstrap.clone();
+        tokio::spawn(async move {
+            for from in (2_000..n).step_by(500) {
+                produce(&bootstrap, &events(from..from + 500)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let cfg = dir.path().join("aw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\ndata_dir = {:?}\n[kafka]\nbootstrap_servers = {:?}\ngroup_id = \"interrupted\"\ntopics = [{{ name = \"k8s-audit\", format = \"k8s\" }}]\n[pipeline]\nlinger = \"1s\"\nbatch_rows = 500\n[api]\nlisten = \"127.0.0.1:0\"\n",
+            data.display().to_string(),
+            bootstrap
+        ),
+    )
+    .unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_auditwatch"))
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = run();
+    // interrupt once some rows are stored and more are on their way
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while totals(&data).await.0 == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    unsafe { libc_kill(child.id() as i32, 2) }; // SIGINT
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exits 0 on SIGINT: {:?}\n{log}",
+        out.status
+    );
+    producing.await.unwrap();
+    let (stored, unique) = totals(&data).await;
+    assert_eq!(stored, unique);
+    assert!(
+        stored > 0 && stored < n as i64,
+        "interrupted mid-stream: {stored} of {n} rows\n{log}"
+    );
+    // what the group committed: each partition's next offset, i.e. its messages done
+    let committed = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "interrupted")
+                .create()
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..4 {
+                tpl.add_partition("k8s-audit", p);
+            }
+            c.committed_offsets(tpl, Duration::from_secs(10))
+                .unwrap()
+                .elements()
+                .iter()
+                .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+                .sum::<i64>()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        committed, stored,
+        "committed offsets cover exactly the stored rows\n{log}"
+    );
+    // the next run reads the rest, and only the rest
+    let child = run();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while totals(&data).await.1 < n as i64 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let log2 = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{log2}", out.status);
+    assert_eq!(totals(&data).await, (n as i64, n as i64));
+    assert_eq!(
+        stopped_line(&log2),
+        Some((n as u64 - stored as u64, n as u64 - stored as u64, 0)),
+        "the second run read only what the first had not committed\n{log2}"
+    );
+    assert_eq!(
+        stopped_line(&log),
+        Some((stored as u64, stored as u64, 0)),
+        "the first run wrote everything it took before exiting\n{log}"
+    );
+}
+
+/// (messages, rows written, duplicates) from `run`'s last line on stderr.
+fn stopped_line(log: &str) -> Option<(u64, u64, u64)> {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("auditwatch: stopped after "))?;
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Some((nums[0], nums[1], nums[2]))
+}
