@@ -500,11 +500,6 @@ async fn baseline_state_is_saved_with_its_offsets_and_restored() {
     );
 }
 
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
 /// `auditwatch run --config FILE` as an operator runs it, interrupted with SIGINT (Ctrl-C)
 /// mid-stream: it drains, writes what it holds, commits and exits 0 — the offsets the group
 /// has committed are exactly the rows in the store (nothing committed that is not stored,
@@ -529,16 +524,16 @@ async fn sigint_drains_commits_what_is_stored_and_exits_0() {
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
-    let cfg = dir.path().join("aw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[store]\ndata_dir = {:?}\n[kafka]\nbootstrap_servers = {:?}\ngroup_id = \"interrupted\"\ntopics = [{{ name = \"k8s-audit\", format = \"k8s\" }}]\n[pipeline]\nlinger = \"1s\"\nbatch_rows = 500\n[api]\nlisten = \"127.0.0.1:0\"\n",
-            data.display().to_string(),
-            bootstrap
-        ),
-    )
-    .unwrap();
+    let cfg = common::write_run_config(
+        dir.path(),
+        &data,
+        &bootstrap,
+        "interrupted",
+        "k8s-audit",
+        &[],
+        "1s",
+        500,
+    );
     let run = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_auditwatch"))
             .args(["run", "--config", cfg.to_str().unwrap()])
@@ -554,7 +549,7 @@ async fn sigint_drains_commits_what_is_stored_and_exits_0() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    unsafe { libc_kill(child.id() as i32, 2) }; // SIGINT
+    common::signal(child.id(), 2); // SIGINT
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
@@ -604,7 +599,7 @@ async fn sigint_drains_commits_what_is_stored_and_exits_0() {
     while totals(&data).await.1 < n as i64 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    unsafe { libc_kill(child.id() as i32, 2) };
+    common::signal(child.id(), 2);
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();

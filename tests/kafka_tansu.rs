@@ -267,16 +267,19 @@ async fn kill_dash_nine_at_random_points_loses_and_duplicates_nothing() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
-    let cfg = dir.path().join("aw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[store]\ndata_dir = {:?}\n[kafka]\nbootstrap_servers = {:?}\ngroup_id = \"crashy\"\ntopics = [{{ name = \"audit\", format = \"k8s\" }}]\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[pipeline]\nlinger = \"200ms\"\nbatch_rows = 4096\n[api]\nlisten = \"127.0.0.1:0\"\n",
-            data.display().to_string(),
-            broker.bootstrap
-        ),
-    )
-    .unwrap();
+    let cfg = common::write_run_config(
+        dir.path(),
+        &data,
+        &broker.bootstrap,
+        "crashy",
+        "audit",
+        &[
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ],
+        "200ms",
+        4096,
+    );
     // each incarnation logs to its own file, printed (tail) if the test fails
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -338,7 +341,7 @@ async fn kill_dash_nine_at_random_points_loses_and_duplicates_nothing() {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        unsafe { libc_kill(child.id() as i32, 15) };
+        common::signal(child.id(), 15); // SIGTERM
         let status = child.wait().unwrap();
         assert!(status.success(), "SIGTERM drains and exits 0: {status:?}");
         break;
@@ -416,11 +419,6 @@ async fn report(bootstrap: &str, group: &str, data: &std::path::Path, logs: &std
             println!("{l}");
         }
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 /// `bench kafka --bootstrap` and `bench latency --bootstrap` create their topics on a real
@@ -608,8 +606,8 @@ async fn broker_stopped_for_30s_mid_stream_loses_nothing() {
     // mid-stream: the first half is still being read (tansu answers each fetch after the
     // consumer's 500 ms fetch wait, ~20k events/s)
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let pid = broker.child.id() as i32;
-    unsafe { libc_kill(pid, 19) }; // SIGSTOP
+    let pid = broker.child.id();
+    common::signal(pid, 19); // SIGSTOP
     tokio::time::sleep(Duration::from_secs(30)).await;
     let during = {
         let d = data.clone();
@@ -619,7 +617,7 @@ async fn broker_stopped_for_30s_mid_stream_loses_nothing() {
         !run.1.is_finished(),
         "the pipeline survives a broker outage"
     );
-    unsafe { libc_kill(pid, 18) }; // SIGCONT
+    common::signal(pid, 18); // SIGCONT
     produce_range(&broker.bootstrap, n / 2..n).await;
     let seen = wait_for_unique(&data, n as i64, 120).await;
     let stats = stop_member(run).await;

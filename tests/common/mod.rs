@@ -114,3 +114,45 @@ pub fn run_cli(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> (i3
 pub fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
+
+/// Writes the TOML file `auditwatch run --config` reads for one topic of Kubernetes
+/// events (`properties` go under `[kafka.properties]`; the API on a free port) and returns
+/// its path, `dir/aw.toml`.
+pub fn write_run_config(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    properties: &[(&str, &str)],
+    linger: &str,
+    batch_rows: usize,
+) -> PathBuf {
+    let mut toml = format!(
+        "[store]\ndata_dir = {:?}\n[kafka]\nbootstrap_servers = {bootstrap:?}\ngroup_id = {group:?}\ntopics = [{{ name = {topic:?}, format = \"k8s\" }}]\n",
+        data.display().to_string(),
+    );
+    if !properties.is_empty() {
+        toml.push_str("[kafka.properties]\n");
+        for (k, v) in properties {
+            toml.push_str(&format!("{k:?} = {v:?}\n"));
+        }
+    }
+    toml.push_str(&format!(
+        "[pipeline]\nlinger = {linger:?}\nbatch_rows = {batch_rows}\n[api]\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    let path = dir.join("aw.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Sends signal `sig` (2 SIGINT, 15 SIGTERM, 19 SIGSTOP, 18 SIGCONT on Linux) to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours
+    unsafe { libc_kill(pid as i32, sig) };
+}
